@@ -1,0 +1,53 @@
+# lora-course: every target sets up .venv on first use (idempotent; a stamp keyed on the
+# contents of pyproject.toml and constraints.txt skips the install when nothing changed).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEPS   := $(shell cat pyproject.toml constraints.txt 2>/dev/null | sha256sum | cut -c1-16)
+STAMP  := $(VENV)/.installed-$(DEPS)
+KERNEL := lora-course
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help setup lab test lint unit notebooks execute doctor clean
+
+help:
+	@echo "make lab       set up .venv and open the course in JupyterLab"
+	@echo "make test      set up .venv, then lint, unit tests and every notebook under nbval"
+	@echo "make execute   re-run every master notebook top to bottom and save its outputs"
+	@echo "make doctor    print versions and what works on this machine"
+
+$(STAMP):
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m ipykernel install --user --name $(KERNEL) --display-name "Python (lora-course)" >/dev/null
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+setup: $(STAMP)
+
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.default_url=/lab/tree/01_lora_layer.ipynb
+
+lint: setup
+	$(BIN)/ruff check lora_course tests notebooks
+	$(BIN)/ruff format --check lora_course tests
+
+unit: setup
+	$(BIN)/python -m pytest tests
+
+notebooks: setup
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env notebooks
+
+# One pytest run for unit tests and notebooks, so CI reads one closing line.
+test: lint
+	$(BIN)/python -m pytest tests --nbval-lax --nbval-current-env notebooks
+
+execute: setup
+	$(BIN)/python -m lora_course execute notebooks/*.ipynb
+
+doctor: setup
+	$(BIN)/python -m lora_course doctor
+
+clean:
+	rm -rf $(VENV) build .pytest_cache
