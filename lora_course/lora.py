@@ -26,9 +26,7 @@ __all__ = ["LoRALayer", "add_lora", "lora_layers"]
 
 def _check_rank(rank) -> int:
     if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or rank <= 0:
-        raise ValueError(
-            f"rank must be a positive integer (e.g. rank=8), got {rank!r}"
-        )
+        raise ValueError(f"rank must be a positive integer (e.g. rank=8), got {rank!r}")
     return int(rank)
 
 

@@ -1,0 +1,81 @@
+"""Every figure the notebooks draw, in one shared style that reads on a projector.
+
+Each function takes data (DataFrames, tensors) and returns a matplotlib ``Figure``; the notebook
+displays it. Nothing here computes a claim: the numbers come from the other modules.
+"""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import torch
+
+__all__ = ["COURSE_STYLE", "use_course_style", "plot_loss", "plot_singular_values"]
+
+COURSE_STYLE = {
+    "figure.figsize": (8.0, 4.5),  # 16:9, the shape of a slide
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    "font.size": 13,
+    "axes.titlesize": 15,
+    "axes.labelsize": 13,
+    "legend.fontsize": 11,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "lines.linewidth": 2.2,
+}
+
+
+def use_course_style() -> None:
+    """Apply the course's matplotlib style (large fonts, 16:9 figures, light grid)."""
+    mpl.rcParams.update(COURSE_STYLE)
+
+
+def _new_axes(title: str, xlabel: str, ylabel: str):
+    with mpl.rc_context(COURSE_STYLE):
+        fig, ax = plt.subplots()
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return fig, ax
+
+
+def plot_loss(history, title: str = "Training loss", log: bool = True, label_column=None):
+    """Loss against step from a DataFrame with ``step`` and ``loss`` columns.
+
+    With ``label_column``, one line per value of that column (e.g. one per run).
+    """
+    fig, ax = _new_axes(title, "step", "loss")
+    if label_column is None:
+        ax.plot(history["step"], history["loss"])
+    else:
+        for label, part in history.groupby(label_column, sort=False):
+            ax.plot(part["step"], part["loss"], label=f"{label_column}={label}")
+        ax.legend()
+    if log:
+        ax.set_yscale("log")
+    fig.tight_layout()
+    plt.close(fig)  # the notebook shows the returned figure once, not twice
+    return fig
+
+
+def plot_singular_values(weights: dict[str, torch.Tensor], rank: int | None = None, top: int = 16):
+    """The largest singular values of each matrix in ``weights`` (name -> 2-D tensor).
+
+    A product B @ A with inner dimension r has at most r non-zero singular values; ``rank``
+    draws that boundary.
+    """
+    fig, ax = _new_axes("Singular values", "index", "singular value")
+    for i, (name, w) in enumerate(weights.items()):
+        s = torch.linalg.svdvals(w.detach().float().cpu())[:top]
+        ax.bar(
+            torch.arange(len(s)) + 0.8 * i / len(weights), s, width=0.8 / len(weights), label=name
+        )
+    if rank is not None:
+        ax.axvline(rank - 0.5 + 0.4, color="black", linestyle="--", label=f"rank r = {rank}")
+    ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
