@@ -1,6 +1,7 @@
 """``python -m lora_course <command>``: the course's command line.
 
-Commands: doctor (what works here), execute (re-run notebooks and save their outputs).
+Commands: doctor (what works here), execute (re-run notebooks and save their outputs),
+build-model (rebuild the offline tiny Llama from scratch).
 """
 
 from __future__ import annotations
@@ -41,6 +42,24 @@ def _execute(args) -> int:
     return 0
 
 
+def _build_model(args) -> int:
+    from lora_course.build_model import TINY_MODEL_DIR, build_model
+
+    if args.quick and args.output is None:
+        print(
+            "--quick builds a toy model: give it --output DIR so data/tiny-llama is kept",
+            file=sys.stderr,
+        )
+        return 2
+    output = Path(args.output) if args.output else TINY_MODEL_DIR
+    summary = build_model(output, quick=args.quick, progress=not args.no_progress)
+    print(
+        f"built {output}: {summary['parameters']:,} parameters, final loss "
+        f"{summary['final_loss']:.3f}, {summary['seconds']:.0f} s"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lora_course", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("notebooks", nargs="+")
     p.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
     p.set_defaults(func=_execute)
+
+    p = sub.add_parser("build-model", help="rebuild data/tiny-llama from scratch (minutes)")
+    p.add_argument("--output", help="folder to write (default data/tiny-llama)")
+    p.add_argument("--quick", action="store_true", help="a toy model in seconds, for tests")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_build_model)
 
     args = parser.parse_args(argv)
     return args.func(args)
