@@ -6,8 +6,11 @@ parameters that require gradients (the LoRA matrices A and B once ``add_lora`` o
 frozen the rest), one optimizer step per batch. It works the same for our ``add_lora``, for a
 PEFT model and for a 4-bit base (bitsandbytes ``Linear4bit``, adapters in fp32: QLoRA).
 
-A loss that turns non-finite (inf or NaN, e.g. when the LoRA scaling alpha/r is far too large)
-stops training cleanly: the history's last row has ``diverged=True`` instead of an exception.
+A loss that turns non-finite (inf or NaN, e.g. after an overflow) stops training cleanly: the
+history's last row has ``diverged=True`` instead of an exception. On the tiny Llama a far too
+large LoRA scaling alpha/r rarely reaches inf, because every RMSNorm rescales the blown-up
+activations; it shows instead as a loss that jumps up and stalls (measured: r=8, alpha=1024,
+60 steps at lr 3e-3 ends near 1.1 with 0 % test accuracy, against 0.14 and 100 % at alpha=16).
 """
 
 from __future__ import annotations
