@@ -74,7 +74,9 @@ def plot_singular_values(weights: dict[str, torch.Tensor], rank: int | None = No
             torch.arange(len(s)) + 0.8 * i / len(weights), s, width=0.8 / len(weights), label=name
         )
     if rank is not None:
-        ax.axvline(rank - 0.5 + 0.4, color="black", linestyle="--", label=f"rank r = {rank}")
+        # the gap after bar group ``rank - 1``: groups span [i - w/2, i + 0.8 - w/2]
+        gap = rank - 1 + 0.9 - 0.4 / len(weights)
+        ax.axvline(gap, color="black", linestyle="--", label=f"at most r = {rank} non-zero")
     ax.legend()
     fig.tight_layout()
     plt.close(fig)
