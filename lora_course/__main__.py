@@ -42,11 +42,21 @@ def _execute(args) -> int:
     return 0
 
 
+def _masters_folder(given: str | None) -> Path:
+    """--masters, else ./notebooks, else the notebooks beside this package (an editable install)."""
+    if given:
+        return Path(given)
+    here = Path("notebooks")
+    return here if here.is_dir() else Path(__file__).resolve().parents[1] / "notebooks"
+
+
 def _release(args) -> int:
     from lora_course.release import MarkerError, master_notebooks, release_all
 
     try:
-        masters = [Path(n) for n in args.notebooks] or master_notebooks(args.masters)
+        masters = [Path(n) for n in args.notebooks] or master_notebooks(
+            _masters_folder(args.masters)
+        )
         missing = [str(p) for p in masters if not p.is_file()]
         if missing:
             print(f"no such notebook: {', '.join(missing)}", file=sys.stderr)
@@ -66,12 +76,13 @@ def _grade(args) -> int:
     from tqdm import tqdm
 
     from lora_course.gradebook import write_outputs
-    from lora_course.grading import grade, load_masters
+    from lora_course.grading import find_submissions, grade, load_masters
 
     try:
-        masters = load_masters(args.masters)
+        masters = load_masters(_masters_folder(args.masters))
         exercise_ids = sorted({ex for m in masters for ex in m.exercises})
-        with tqdm(desc="grading", unit="submission", file=sys.stderr) as bar:
+        total = len(find_submissions(args.submissions))  # also checks the folder exists
+        with tqdm(total=total, desc="grading", unit="submission", file=sys.stderr) as bar:
 
             def done(sub):
                 bar.update(1)
@@ -107,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("release", help="write student notebooks (solutions removed)")
     p.add_argument("notebooks", nargs="*", help="master notebooks (default: MASTERS/NN_*.ipynb)")
-    p.add_argument("--masters", default="notebooks", help="folder of master notebooks")
+    p.add_argument("--masters", help="folder of master notebooks (default: notebooks)")
     p.add_argument("--out", default="release", help="folder for the student notebooks")
     p.add_argument(
         "--missing-only",
@@ -119,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("grade", help="grade a folder of submissions into a gradebook")
     p.add_argument("submissions", help="folder of .ipynb files, or of one folder per learner")
     p.add_argument("--out", default="gradebook.csv", help="gradebook path (default gradebook.csv)")
-    p.add_argument("--masters", default="notebooks", help="folder of master notebooks")
+    p.add_argument("--masters", help="folder of master notebooks (default: notebooks)")
     p.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
     p.add_argument(
         "--timeout", type=float, default=300, help="seconds per submission (default 300)"
