@@ -124,3 +124,10 @@ def test_errors_name_the_problem():
         memory.weight_footprint("Llama-2-7B", "int4")
     with pytest.raises(ValueError, match="not linear layers"):
         memory.qlora_training_estimate("Llama-2-7B", target_modules=("query",))
+
+
+def test_memory_plot_has_lesson_and_real_bars():
+    from lora_course.plots import plot_memory_comparison
+
+    fig = plot_memory_comparison(memory.real_memory_table(["Llama-2-7B"]), "Llama-2-7B")
+    assert len(fig.axes[0].patches) == 3 * 5  # lesson, footprint, quant state per precision

@@ -146,3 +146,10 @@ def test_errors_name_the_problem():
         nf4.quantize_nf4(torch.randn(10), blocksize=48)
     with pytest.raises(ValueError, match="choose one of"):
         nf4.quantization_error(torch.randn(64), "int3")
+
+
+def test_code_book_plot_draws_one_line_per_value():
+    from lora_course.plots import plot_nf4_code_book
+
+    fig = plot_nf4_code_book(nf4.nf4_code())
+    assert len(fig.axes[0].lines) == 1 + 16  # the density and 16 code values
