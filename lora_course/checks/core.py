@@ -208,7 +208,6 @@ class Exercise:
         return fn
 
     def _all_failed(self, first_hint: str, rest_hint: str, attempted: bool) -> tuple:
-        # Nothing to review in an answer that was never given.
         return tuple(
             CheckItem(
                 s.name,
@@ -216,7 +215,8 @@ class Exercise:
                 0,
                 s.points,
                 first_hint if k == 0 else rest_hint,
-                s.review and attempted,
+                needs_review=s.review and attempted,  # nothing to review in a missing answer
+                scored=not s.review,
             )
             for k, s in enumerate(self._items)
         )
