@@ -30,8 +30,8 @@ lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.default_url=/lab/tree/01_lora_layer.ipynb
 
 lint: setup
-	$(BIN)/ruff check lora_course tests notebooks
-	$(BIN)/ruff format --check lora_course tests
+	$(BIN)/ruff check lora_course tests notebooks benchmarks
+	$(BIN)/ruff format --check lora_course tests notebooks benchmarks
 
 unit: setup
 	$(BIN)/python -m pytest tests

@@ -15,6 +15,8 @@ __all__ = [
     "use_course_style",
     "plot_loss",
     "plot_singular_values",
+    "plot_scaling",
+    "plot_trainable_percent",
     "plot_nf4_code_book",
     "plot_memory_comparison",
 ]
@@ -81,7 +83,49 @@ def plot_singular_values(weights: dict[str, torch.Tensor], rank: int | None = No
             torch.arange(len(s)) + 0.8 * i / len(weights), s, width=0.8 / len(weights), label=name
         )
     if rank is not None:
-        ax.axvline(rank - 0.5 + 0.4, color="black", linestyle="--", label=f"rank r = {rank}")
+        # the gap after bar group ``rank - 1``: groups span [i - w/2, i + 0.8 - w/2]
+        gap = rank - 1 + 0.9 - 0.4 / len(weights)
+        ax.axvline(gap, color="black", linestyle="--", label=f"at most r = {rank} non-zero")
+    ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_scaling(table, title: str | None = None):
+    """``alpha/r`` and ``alpha/sqrt(r)`` against rank, log-log, from ``scaling.scaling_table``."""
+    alphas = sorted(set(table["alpha"]))
+    if title is None:
+        title = f"Scaling at alpha = {alphas[0]:g}" if len(alphas) == 1 else "Scaling by rank"
+    fig, ax = _new_axes(title, "rank r", "scaling factor")
+    ax.plot(table["rank"], table["alpha/r"], marker="o", label="alpha / r (LoRA)")
+    ax.plot(table["rank"], table["alpha/sqrt(r)"], marker="s", label="alpha / sqrt(r) (rsLoRA)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    plain = mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 16, not 2^4
+    ax.xaxis.set_major_formatter(plain)
+    ax.yaxis.set_major_formatter(plain)
+    ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_trainable_percent(table, title: str | None = None):
+    """Grouped bars: percent of the model trained per target set (x) and rank (one bar each),
+    from ``params.lora_target_table``; log scale, each bar labelled with its percentage."""
+    model = table["model"].iloc[0]
+    fig, ax = _new_axes(title or f"{model}: share of parameters LoRA trains", "", "percent")
+    targets = list(dict.fromkeys(table["targets"]))
+    ranks = list(dict.fromkeys(table["rank"]))
+    width = 0.8 / len(ranks)
+    for k, rank in enumerate(ranks):
+        part = table[table["rank"] == rank].set_index("targets").loc[targets]
+        xs = [i + (k - (len(ranks) - 1) / 2) * width for i in range(len(targets))]
+        bars = ax.bar(xs, part["percent"], width=width, label=f"r = {rank}")
+        ax.bar_label(bars, labels=[f"{v:.3g} %" for v in part["percent"]], fontsize=9)
+    ax.set_xticks(range(len(targets)), targets)
+    ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
     plt.close(fig)
