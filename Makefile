@@ -47,8 +47,8 @@ grade: setup
 	$(BIN)/python -m lora_course grade $(SUBMISSIONS) --out $(GRADEBOOK) --jobs $(JOBS)
 
 lint: setup
-	$(BIN)/ruff check lora_course tests notebooks
-	$(BIN)/ruff format --check lora_course tests
+	$(BIN)/ruff check lora_course tests notebooks benchmarks
+	$(BIN)/ruff format --check lora_course tests notebooks benchmarks
 
 unit: setup
 	$(BIN)/python -m pytest tests

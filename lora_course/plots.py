@@ -17,6 +17,8 @@ __all__ = [
     "plot_singular_values",
     "plot_scaling",
     "plot_trainable_percent",
+    "plot_nf4_code_book",
+    "plot_memory_comparison",
 ]
 
 COURSE_STYLE = {
@@ -124,6 +126,51 @@ def plot_trainable_percent(table, title: str | None = None):
         ax.bar_label(bars, labels=[f"{v:.3g} %" for v in part["percent"]], fontsize=9)
     ax.set_xticks(range(len(targets)), targets)
     ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_nf4_code_book(code: torch.Tensor, sigma: float | None = None):
+    """The 16 NF4 values as vertical lines over the standard normal density.
+
+    The code values live on [-1, 1]; ``sigma`` maps 1.0 back to standard deviations (NF4's
+    largest quantile, about 1.85 for the QLoRA code book) so the lines sit where the weights
+    of a normally distributed block fall.
+    """
+    if sigma is None:
+        sigma = float(torch.special.ndtri(torch.tensor(0.9677083, dtype=torch.float64)))
+    fig, ax = _new_axes("NF4 code book over N(0, 1)", "value (standard deviations)", "density")
+    x = torch.linspace(-3.5, 3.5, 400)
+    ax.plot(x, torch.exp(-(x**2) / 2) / (2 * torch.pi) ** 0.5, color="gray", label="N(0, 1)")
+    for i, v in enumerate(code.tolist()):
+        ax.axvline(v * sigma, color="C0", alpha=0.8, label="NF4 values" if i == 0 else None)
+    ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_memory_comparison(table, model: str):
+    """Lesson GB (nominal parameters x bytes) beside real GB for one model of
+    ``lora_course.memory.real_memory_table``; the real bar is split into what
+    ``get_memory_footprint`` counts and the quantization state it misses."""
+    part = table[table["model"] == model]
+    fig, ax = _new_axes(f"{model}: lesson vs real", "", "GB (decimal)")
+    pos = torch.arange(len(part)).float()
+    ax.bar(pos - 0.2, part["lesson_gb"], width=0.4, label="lesson (nominal x bytes)")
+    ax.bar(pos + 0.2, part["footprint_gb"], width=0.4, label="get_memory_footprint")
+    ax.bar(
+        pos + 0.2,
+        part["quant_state_gb"],
+        width=0.4,
+        bottom=part["footprint_gb"],
+        label="quant state (not counted)",
+    )
+    ax.set_xticks(pos.tolist(), [p.replace(", ", "\n") for p in part["precision"]], fontsize=10)
+    for container in ax.containers[:2]:
+        ax.bar_label(container, fmt="%.1f", fontsize=9)
     ax.legend()
     fig.tight_layout()
     plt.close(fig)

@@ -188,3 +188,6 @@ def test_a_crashing_check_is_reported_for_review_not_raised():
     assert [i.scored for i in result.items] == [True, True, False]
     assert "review" in str(result)
     assert ex.run({"x": 2}).score == 3
+    not_attempted = ex.run({})
+    assert (not_attempted.max_score, not_attempted.needs_review) == (3, False)
+    assert ex.run({"x": "text"}).max_score == 3  # a crash keeps the same maximum

@@ -47,3 +47,31 @@ def test_plot_has_both_lines_and_log_axes():
     ax = fig.axes[0]
     assert len(ax.lines) == 2 and ax.get_xscale() == "log" and ax.get_yscale() == "log"
     assert ax.get_xlabel() and ax.get_ylabel() and ax.get_legend() is not None
+
+
+def test_widget_summary_and_explorer():
+    from lora_course.widgets import rank_alpha_explorer, rank_alpha_summary
+
+    row = rank_alpha_summary(8, 16, d=4096)
+    assert (row["alpha/r"], row["lora_params"], row["percent_of_weight"]) == (2.0, 65_536, 0.390625)
+    box = rank_alpha_explorer(d=4096, rank=8, alpha=16)
+    rank_slider, alpha_slider = box.children[0].children
+    rank_slider.value = 64  # moving a slider re-renders without error
+    assert (rank_slider.value, alpha_slider.value) == (64, 16)
+
+
+def test_trainable_percent_plot_has_a_bar_per_target_and_rank():
+    import pandas as pd
+
+    from lora_course.plots import plot_trainable_percent
+
+    table = pd.DataFrame(
+        {
+            "model": ["m"] * 4,
+            "targets": ["q+v", "q+v", "all", "all"],
+            "rank": [8, 64, 8, 64],
+            "percent": [0.04, 0.3, 0.26, 2.0],
+        }
+    )
+    ax = plot_trainable_percent(table).axes[0]
+    assert len(ax.patches) == 4 and ax.get_yscale() == "log" and ax.get_legend() is not None

@@ -136,10 +136,13 @@ class CheckResult:
         extra = ", needs an instructor's review" if self.needs_review else ""
         return f"{self.exercise_id}: {score}{extra}"
 
+    def _status(self, item: CheckItem) -> str:
+        return item.status if self.attempted else "todo"
+
     def __str__(self) -> str:
         lines = [self._headline() + f"  -- {self.title}"]
         for i in self.items:
-            lines.append(f"  [{i.status:>6}] {i.name} ({_points(i)})")
+            lines.append(f"  [{self._status(i):>6}] {i.name} ({_points(i)})")
             if i.hint:
                 lines.extend(f"           hint: {h}" for h in i.hint.splitlines())
         lines.extend(f"  note: {n}" for n in self.notes)
@@ -151,7 +154,7 @@ class CheckResult:
         colour = {"pass": "#1a7f37", "FAIL": "#cf222e", "review": "#9a6700"}
         rows = []
         for i in self.items:
-            status = f'<b style="color:{colour[i.status]}">{i.status}</b>'
+            status = f'<b style="color:{colour[i.status]}">{self._status(i)}</b>'
             hint = html.escape(i.hint).replace("\n", "<br>")
             rows.append(
                 f"<tr><td>{status}</td><td>{html.escape(i.name)}</td><td>{_points(i)}</td>"
@@ -205,7 +208,6 @@ class Exercise:
         return fn
 
     def _all_failed(self, first_hint: str, rest_hint: str, attempted: bool) -> tuple:
-        # Nothing to review in an answer that was never given.
         return tuple(
             CheckItem(
                 s.name,
@@ -213,7 +215,8 @@ class Exercise:
                 0,
                 s.points,
                 first_hint if k == 0 else rest_hint,
-                s.review and attempted,
+                needs_review=s.review and attempted,  # nothing to review in a missing answer
+                scored=not s.review,
             )
             for k, s in enumerate(self._items)
         )
