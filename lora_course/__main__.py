@@ -76,7 +76,8 @@ def _grade(args) -> int:
     from tqdm import tqdm
 
     from lora_course.gradebook import write_outputs
-    from lora_course.grading import find_submissions, grade, load_masters
+    from lora_course.grading import grade
+    from lora_course.submissions import find_submissions, load_masters
 
     try:
         masters = load_masters(_masters_folder(args.masters))

@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,36 +44,14 @@ import nbformat
 
 from lora_course.answers import export_source, read_answers
 from lora_course.checks import CheckResult, run_checks
-from lora_course.release import answer_variables, check_calls, master_notebooks
+from lora_course.submissions import Master, find_submissions, match_master, read_notebook
 
-__all__ = [
-    "STATUSES",
-    "Master",
-    "NotebookRun",
-    "Submission",
-    "load_masters",
-    "find_submissions",
-    "match_master",
-    "grade_submission",
-    "grade",
-]
+__all__ = ["STATUSES", "NotebookRun", "Submission", "run_notebook", "grade_submission", "grade"]
 
 STATUSES = ("ok", "timeout", "kernel died", "not a notebook", "error")
 _TIMEOUT_ENAME = "CellTimeoutError"
 _LOG = logging.getLogger(__name__)  # nbclient's timeout messages; the results carry them too
 _LOG.addHandler(logging.NullHandler())
-
-
-@dataclass(frozen=True)
-class Master:
-    """An exercise master notebook: its stem and {exercise id: {answer name: expression}}."""
-
-    path: Path
-    exercises: dict[str, dict[str, str]]
-
-    @property
-    def stem(self) -> str:
-        return self.path.stem
 
 
 @dataclass
@@ -109,67 +86,6 @@ class Submission:
                 if ex not in merged or res.score > merged[ex].score:
                     merged[ex] = res
         return merged
-
-
-def load_masters(folder: str | Path) -> list[Master]:
-    """The exercise masters in ``folder``: master notebooks that call ``check`` on an exercise."""
-    masters = []
-    for path in master_notebooks(folder):
-        exercises = answer_variables(nbformat.read(path, as_version=4))
-        if exercises:
-            masters.append(Master(path, exercises))
-    if not masters:
-        raise ValueError(
-            f"no exercise notebooks in {folder}: an exercise master is an NN_*.ipynb that calls "
-            'check("exercise_N", ...); pass the master folder with --masters'
-        )
-    return masters
-
-
-def find_submissions(folder: str | Path) -> list[tuple[str, Path, list[Path]]]:
-    """(name, path, notebooks) per submission: each ``.ipynb`` file, and each learner folder."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no submissions folder {folder}: pass a folder of .ipynb files")
-    found = []
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_file() and entry.suffix == ".ipynb":
-            found.append((entry.stem, entry, [entry]))
-        elif entry.is_dir():
-            notebooks = sorted(
-                p for p in entry.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
-            )
-            found.append((entry.name, entry, notebooks))
-    return found
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", name.lower())
-
-
-def match_master(path: Path, nb, masters: Iterable[Master]) -> Master | None:
-    """The master a submitted notebook answers: by file name first, then by its check calls."""
-    masters = list(masters)
-    by_name = [m for m in masters if _norm(m.stem) in _norm(path.stem)]
-    if by_name:
-        return max(by_name, key=lambda m: len(m.stem))
-    if nb is not None:
-        called = set(check_calls(nb))
-        by_calls = [m for m in masters if called & set(m.exercises)]
-        if len(by_calls) == 1:
-            return by_calls[0]
-    return None
-
-
-def _read_notebook(path: Path):
-    try:
-        nb = nbformat.read(path, as_version=4)
-        nbformat.validate(nb)
-        return nb, ""
-    except Exception as exc:
-        return None, f"{path.name} is not a readable notebook ({type(exc).__name__}: {exc})"[:500]
 
 
 async def _execute(nb, workdir: Path, answers_file: Path, expressions, cell_timeout, run):
@@ -236,7 +152,7 @@ def run_notebook(
     from nbclient.exceptions import DeadKernelError
 
     run = NotebookRun(path.name, master.stem)
-    nb, problem = _read_notebook(path)
+    nb, problem = read_notebook(path)
     if nb is None:
         run.status, run.message = "not a notebook", problem
         return run
@@ -299,7 +215,7 @@ def grade_submission(
             shutil.copy2(path, work / path.name)
             copies = [work / path.name]
         for copy in copies:
-            nb, problem = _read_notebook(copy)
+            nb, problem = read_notebook(copy)
             master = match_master(copy, nb, masters)
             if nb is None and (path.is_file() or master is not None):
                 sub.runs.append(NotebookRun(copy.name, None, "not a notebook", problem))

@@ -145,7 +145,8 @@ def test_kernel_that_exits_is_reported_dead(graded):
 
 
 def test_kernel_death_detected_in_seconds(tmp_path):
-    from lora_course.grading import grade_submission, load_masters
+    from lora_course.grading import grade_submission
+    from lora_course.submissions import load_masters
 
     masters = load_masters(write_master(tmp_path / "m").parent)
     (released,) = release_all([masters[0].path], tmp_path / "r")
@@ -242,3 +243,25 @@ def test_answer_file_round_trip(tmp_path):
     values, notes = read_answers(path, ["t"])
     pd.testing.assert_frame_equal(values["t"], frame)
     assert notes == []
+
+
+def test_the_course_exercise_masters_grade_full_and_their_release_zero(tmp_path):
+    """The real notebooks/NN_exercise_*.ipynb: the master earns full marks, its release none."""
+    from lora_course.grading import grade
+    from lora_course.submissions import load_masters
+
+    try:
+        masters = load_masters("notebooks")
+    except ValueError:
+        pytest.skip("no exercise master notebooks yet")
+    subs = tmp_path / "subs"
+    (subs / "master").mkdir(parents=True)
+    (subs / "release").mkdir()
+    for master in masters:
+        (subs / "master" / master.path.name).write_bytes(master.path.read_bytes())
+    release_all([m.path for m in masters], subs / "release")
+    result = {s.name: s for s in grade(subs, masters, jobs=2, cell_timeout=120, timeout=300)}
+    for exercise, check in result["master"].results.items():
+        assert check.score == check.max_score, (exercise, str(check))
+    assert result["master"].status == "ok"
+    assert all(not r.attempted for r in result["release"].results.values())
