@@ -8,10 +8,13 @@ STAMP  := $(VENV)/.installed-$(DEPS)
 KERNEL := lora-course
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup lab test lint unit notebooks execute doctor clean
+.PHONY: help setup lab workspace release grade test lint unit notebooks execute doctor clean
 
 help:
-	@echo "make lab       set up .venv and open the course in JupyterLab"
+	@echo "make lab       set up .venv and open the course (student notebooks in workspace/)"
+	@echo "make workspace release the student notebooks missing from workspace/ (keeps edits)"
+	@echo "make release   write every student notebook into release/ (solutions removed)"
+	@echo "make grade SUBMISSIONS=DIR   grade a folder of submissions into gradebook.csv"
 	@echo "make test      set up .venv, then lint, unit tests and every notebook under nbval"
 	@echo "make execute   re-run every master notebook top to bottom and save its outputs"
 	@echo "make doctor    print versions and what works on this machine"
@@ -26,12 +29,26 @@ $(STAMP):
 
 setup: $(STAMP)
 
-lab: setup
-	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.default_url=/lab/tree/01_lora_layer.ipynb
+# Learners work in workspace/ (ignored by git): released there on first use, never overwritten.
+# notebooks/ stays the instructors' master copy, with the solutions.
+lab: workspace
+	$(BIN)/jupyter lab --notebook-dir=workspace --ServerApp.default_url=/lab/tree/01_lora_layer.ipynb
+
+workspace: setup
+	$(BIN)/python -m lora_course release --out workspace --missing-only
+
+release: setup
+	$(BIN)/python -m lora_course release --out release
+
+SUBMISSIONS ?= submissions
+GRADEBOOK   ?= gradebook.csv
+JOBS        ?= 2
+grade: setup
+	$(BIN)/python -m lora_course grade $(SUBMISSIONS) --out $(GRADEBOOK) --jobs $(JOBS)
 
 lint: setup
-	$(BIN)/ruff check lora_course tests notebooks
-	$(BIN)/ruff format --check lora_course tests
+	$(BIN)/ruff check lora_course tests notebooks benchmarks
+	$(BIN)/ruff format --check lora_course tests notebooks benchmarks
 
 unit: setup
 	$(BIN)/python -m pytest tests

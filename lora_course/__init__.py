@@ -4,11 +4,18 @@
 inside the functions that need them, so the first cell of every notebook stays fast.
 """
 
-from lora_course.data import load_task
-from lora_course.lora import LoRALayer, add_lora, lora_layers
-from lora_course.models import load_model, quantization_config
-from lora_course.params import count_parameters, lora_parameter_count
-from lora_course.train import evaluate, finetune, generate
+import logging
+
+# bitsandbytes' CPU backend logs a warning when the optional `kernels` package (which would
+# download a kernel from a hub) is absent; the built-in CPU kernels are used instead and work.
+# The course runs offline on purpose, so that notice is noise for learners.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+from lora_course.data import load_task  # noqa: E402
+from lora_course.lora import LoRALayer, add_lora, lora_layers  # noqa: E402
+from lora_course.models import load_model, quantization_config  # noqa: E402
+from lora_course.params import count_parameters, lora_parameter_count  # noqa: E402
+from lora_course.train import evaluate, finetune, generate  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -1,6 +1,7 @@
 """``python -m lora_course <command>``: the course's command line.
 
 Commands: doctor (what works here), execute (re-run notebooks and save their outputs),
+release (student notebooks from the masters), grade (a folder of submissions -> gradebook),
 build-model (rebuild the offline tiny Llama from scratch).
 """
 
@@ -60,6 +61,69 @@ def _build_model(args) -> int:
     return 0
 
 
+def _masters_folder(given: str | None) -> Path:
+    """--masters, else ./notebooks, else the notebooks beside this package (an editable install)."""
+    if given:
+        return Path(given)
+    here = Path("notebooks")
+    return here if here.is_dir() else Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def _release(args) -> int:
+    from lora_course.release import MarkerError, master_notebooks, release_all
+
+    try:
+        masters = [Path(n) for n in args.notebooks] or master_notebooks(
+            _masters_folder(args.masters)
+        )
+        missing = [str(p) for p in masters if not p.is_file()]
+        if missing:
+            print(f"no such notebook: {', '.join(missing)}", file=sys.stderr)
+            return 2
+        written = release_all(masters, args.out, missing_only=args.missing_only)
+    except (MarkerError, FileNotFoundError) as exc:
+        print(f"release refused: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"released {path}")
+    if args.missing_only and len(written) < len(masters):
+        print(f"kept {len(masters) - len(written)} existing notebook(s) in {args.out}")
+    return 0
+
+
+def _grade(args) -> int:
+    from tqdm import tqdm
+
+    from lora_course.gradebook import write_outputs
+    from lora_course.grading import grade
+    from lora_course.submissions import find_submissions, load_masters
+
+    try:
+        masters = load_masters(_masters_folder(args.masters))
+        exercise_ids = sorted({ex for m in masters for ex in m.exercises})
+        total = len(find_submissions(args.submissions))  # also checks the folder exists
+        with tqdm(total=total, desc="grading", unit="submission", file=sys.stderr) as bar:
+
+            def done(sub):
+                bar.update(1)
+                bar.set_postfix_str(f"{sub.name}: {sub.status}")
+
+            subs = grade(
+                args.submissions, masters, args.jobs, args.cell_timeout, args.timeout, done
+            )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"grade: {exc}", file=sys.stderr)
+        return 2
+    paths = write_outputs(subs, exercise_ids, args.out)
+    counts = {}
+    for sub in subs:
+        counts[sub.status] = counts.get(sub.status, 0) + 1
+    print(f"graded {len(subs)} submission(s): " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    for what, path in paths.items():
+        print(f"{what}: {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lora_course", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +135,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("notebooks", nargs="+")
     p.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
     p.set_defaults(func=_execute)
+
+    p = sub.add_parser("release", help="write student notebooks (solutions removed)")
+    p.add_argument("notebooks", nargs="*", help="master notebooks (default: MASTERS/NN_*.ipynb)")
+    p.add_argument("--masters", help="folder of master notebooks (default: notebooks)")
+    p.add_argument("--out", default="release", help="folder for the student notebooks")
+    p.add_argument(
+        "--missing-only",
+        action="store_true",
+        help="write only notebooks that do not exist in --out yet (keeps a learner's edits)",
+    )
+    p.set_defaults(func=_release)
+
+    p = sub.add_parser("grade", help="grade a folder of submissions into a gradebook")
+    p.add_argument("submissions", help="folder of .ipynb files, or of one folder per learner")
+    p.add_argument("--out", default="gradebook.csv", help="gradebook path (default gradebook.csv)")
+    p.add_argument("--masters", help="folder of master notebooks (default: notebooks)")
+    p.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
+    p.add_argument(
+        "--timeout", type=float, default=300, help="seconds per submission (default 300)"
+    )
+    p.add_argument("--cell-timeout", type=float, default=60, help="seconds per cell (default 60)")
+    p.set_defaults(func=_grade)
 
     p = sub.add_parser("build-model", help="rebuild data/tiny-llama from scratch (minutes)")
     p.add_argument("--output", help="folder to write (default data/tiny-llama)")

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-__all__ = ["LoRALayer", "add_lora", "lora_layers"]
+__all__ = ["LoRALayer", "add_lora", "lora_layers", "peft_twin"]
 
 
 def _check_rank(rank) -> int:
@@ -241,3 +241,35 @@ def add_lora(
                 LoRALayer(module, rank=rank, alpha=alpha, dropout=dropout, use_rslora=use_rslora),
             )
     return model
+
+
+def peft_twin(layer: LoRALayer, name: str = "proj") -> nn.Module:
+    """The same adapter built by PEFT: a copy of ``layer``'s base inside a one-layer model,
+    wrapped by ``get_peft_model`` with ``r=rank``, ``lora_alpha=alpha``, and A and B copied in.
+
+    Our ``rank``/``alpha`` are PEFT's ``r``/``lora_alpha``; ``use_rslora`` and dropout carry
+    over. Call the returned model like the layer: ``twin(x)``.
+    """
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    if not isinstance(layer, LoRALayer):
+        raise TypeError(f"peft_twin needs a LoRALayer, got {type(layer).__name__}")
+    if layer.merged:
+        raise ValueError("unmerge() the layer first: PEFT adds the adapter to an unmerged base")
+    host = nn.Sequential()
+    host.add_module(name, copy.deepcopy(layer.original))
+    config = LoraConfig(
+        r=layer.rank,
+        lora_alpha=layer.alpha,
+        use_rslora=layer.use_rslora,
+        lora_dropout=getattr(layer.lora_dropout, "p", 0.0),
+        target_modules=[name],
+    )
+    twin = get_peft_model(host, config)
+    adapted = twin.get_submodule(f"base_model.model.{name}")
+    with torch.no_grad():
+        adapted.lora_A["default"].weight.copy_(layer.lora_A.weight)
+        adapted.lora_B["default"].weight.copy_(layer.lora_B.weight)
+    return twin

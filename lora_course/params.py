@@ -11,6 +11,7 @@ for 8B and 70B models are exact and cost nothing.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import numbers
@@ -26,6 +27,12 @@ __all__ = [
     "available_model_configs",
     "load_model_config",
     "meta_model",
+    "LESSON_CONFIGS",
+    "TARGET_SETS",
+    "rank_alpha_table",
+    "architecture_table",
+    "layer_shapes",
+    "lora_target_table",
 ]
 
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "data" / "model-configs"
@@ -97,3 +104,143 @@ def meta_model(config) -> nn.Module:
         config = load_model_config(config)
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(config)
+
+
+# The lesson's rank/alpha table: (rank, alpha, use case), in its own words.
+LESSON_CONFIGS = (
+    (4, 8, "Light style changes"),
+    (8, 16, "General fine-tuning (default recommendation)"),
+    (16, 32, "Complex tasks, domain adaptation"),
+    (64, 128, "When near Full FT performance is needed"),
+)
+
+# Which linear layers get an adapter; the names are Llama's (and PEFT's ``target_modules``).
+TARGET_SETS = {
+    "q+v": ("q_proj", "v_proj"),  # the LoRA paper's choice (Wq, Wv)
+    "attention q,k,v,o": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "all linear": "all-linear",  # every linear layer but lm_head, QLoRA's choice
+}
+
+
+def rank_alpha_table(d: int = 4096, configs=LESSON_CONFIGS):
+    """The lesson's table for a d x d layer: rank, alpha, scaling = alpha / rank, LoRA
+    parameters 2 * d * rank, their percentage of the d * d weight, and the use case.
+
+    ``configs`` is a sequence of ``(rank, alpha, use_case)``.
+    """
+    import pandas as pd
+
+    d = _positive_int("d", d)
+    rows = []
+    for rank, alpha, use_case in configs:
+        params = lora_parameter_count(d, d, rank)
+        rows.append(
+            {
+                "rank": rank,
+                "alpha": alpha,
+                "scaling": alpha / rank,
+                "lora_params": params,
+                "percent_of_weight": 100 * params / (d * d),
+                "use_case": use_case,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def architecture_table(names=None):
+    """Shape and exact parameter count (built on the meta device) of each shipped config,
+    family by family, smallest first."""
+    import pandas as pd
+
+    names = names or sorted(
+        available_model_configs(), key=lambda n: (n.rsplit("-", 1)[0], _base_count(n))
+    )
+    rows = []
+    for name in names:
+        config = load_model_config(name)
+        rows.append(
+            {
+                "model": name,
+                "hidden": config.hidden_size,
+                "intermediate": config.intermediate_size,
+                "layers": config.num_hidden_layers,
+                "heads": config.num_attention_heads,
+                "kv_heads": config.num_key_value_heads,
+                "vocab": config.vocab_size,
+                "parameters": _base_count(name),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@functools.cache
+def _base_count(name: str) -> int:
+    return count_parameters(meta_model(name))[1]
+
+
+@functools.cache
+def _lora_count_at_rank_1(name: str, targets) -> int:
+    # An adapter has rank * (in + out) parameters, linear in rank: count once at rank 1 with
+    # our own add_lora, so the layers chosen are exactly the ones add_lora would wrap.
+    from lora_course.lora import add_lora
+
+    model = add_lora(meta_model(name), targets, rank=1, alpha=1)
+    return count_parameters(model)[0]
+
+
+def layer_shapes(name: str = "Llama-3.1-8B", rank: int = 8):
+    """The linear layers of one decoder block: in, out, weight parameters, and the LoRA
+    parameters ``rank * (in + out)`` next to the square-matrix formula ``2 * d * rank``."""
+    import pandas as pd
+
+    rank = _positive_int("rank", rank)
+    model = meta_model(name)
+    d = model.config.hidden_size
+    block = model.model.layers[0]
+    rows = []
+    for module_name, m in block.named_modules():
+        if isinstance(m, nn.Linear):
+            lora = lora_parameter_count(m.in_features, m.out_features, rank)
+            rows.append(
+                {
+                    "module": module_name,
+                    "in_features": m.in_features,
+                    "out_features": m.out_features,
+                    "weight_params": m.in_features * m.out_features,
+                    "lora_params": lora,
+                    "square_formula_2dr": 2 * d * rank,
+                    "percent_of_weight": 100 * lora / (m.in_features * m.out_features),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def lora_target_table(name: str = "Llama-3.1-8B", ranks=(8,), target_sets=None):
+    """Trainable LoRA parameters of a real architecture per target set and rank.
+
+    ``total`` is the base model plus the adapters and ``percent`` = 100 * trainable / total,
+    the numbers PEFT's ``print_trainable_parameters`` reports.
+    """
+    import pandas as pd
+
+    target_sets = TARGET_SETS if target_sets is None else target_sets
+    if isinstance(ranks, numbers.Integral):
+        ranks = (ranks,)
+    base = _base_count(name)
+    rows = []
+    for label, targets in target_sets.items():
+        key = targets if isinstance(targets, str) else tuple(targets)
+        per_rank = _lora_count_at_rank_1(name, key)
+        for rank in ranks:
+            trainable = per_rank * _positive_int("rank", rank)
+            rows.append(
+                {
+                    "model": name,
+                    "targets": label,
+                    "rank": rank,
+                    "trainable": trainable,
+                    "total": base + trainable,
+                    "percent": 100 * trainable / (base + trainable),
+                }
+            )
+    return pd.DataFrame(rows)

@@ -10,7 +10,16 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import torch
 
-__all__ = ["COURSE_STYLE", "use_course_style", "plot_loss", "plot_singular_values"]
+__all__ = [
+    "COURSE_STYLE",
+    "use_course_style",
+    "plot_loss",
+    "plot_singular_values",
+    "plot_scaling",
+    "plot_trainable_percent",
+    "plot_nf4_code_book",
+    "plot_memory_comparison",
+]
 
 COURSE_STYLE = {
     "figure.figsize": (8.0, 4.5),  # 16:9, the shape of a slide
@@ -74,7 +83,94 @@ def plot_singular_values(weights: dict[str, torch.Tensor], rank: int | None = No
             torch.arange(len(s)) + 0.8 * i / len(weights), s, width=0.8 / len(weights), label=name
         )
     if rank is not None:
-        ax.axvline(rank - 0.5 + 0.4, color="black", linestyle="--", label=f"rank r = {rank}")
+        # the gap after bar group ``rank - 1``: groups span [i - w/2, i + 0.8 - w/2]
+        gap = rank - 1 + 0.9 - 0.4 / len(weights)
+        ax.axvline(gap, color="black", linestyle="--", label=f"at most r = {rank} non-zero")
+    ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_scaling(table, title: str | None = None):
+    """``alpha/r`` and ``alpha/sqrt(r)`` against rank, log-log, from ``scaling.scaling_table``."""
+    alphas = sorted(set(table["alpha"]))
+    if title is None:
+        title = f"Scaling at alpha = {alphas[0]:g}" if len(alphas) == 1 else "Scaling by rank"
+    fig, ax = _new_axes(title, "rank r", "scaling factor")
+    ax.plot(table["rank"], table["alpha/r"], marker="o", label="alpha / r (LoRA)")
+    ax.plot(table["rank"], table["alpha/sqrt(r)"], marker="s", label="alpha / sqrt(r) (rsLoRA)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    plain = mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 16, not 2^4
+    ax.xaxis.set_major_formatter(plain)
+    ax.yaxis.set_major_formatter(plain)
+    ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_trainable_percent(table, title: str | None = None):
+    """Grouped bars: percent of the model trained per target set (x) and rank (one bar each),
+    from ``params.lora_target_table``; log scale, each bar labelled with its percentage."""
+    model = table["model"].iloc[0]
+    fig, ax = _new_axes(title or f"{model}: share of parameters LoRA trains", "", "percent")
+    targets = list(dict.fromkeys(table["targets"]))
+    ranks = list(dict.fromkeys(table["rank"]))
+    width = 0.8 / len(ranks)
+    for k, rank in enumerate(ranks):
+        part = table[table["rank"] == rank].set_index("targets").loc[targets]
+        xs = [i + (k - (len(ranks) - 1) / 2) * width for i in range(len(targets))]
+        bars = ax.bar(xs, part["percent"], width=width, label=f"r = {rank}")
+        ax.bar_label(bars, labels=[f"{v:.3g} %" for v in part["percent"]], fontsize=9)
+    ax.set_xticks(range(len(targets)), targets)
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_nf4_code_book(code: torch.Tensor, sigma: float | None = None):
+    """The 16 NF4 values as vertical lines over the standard normal density.
+
+    The code values live on [-1, 1]; ``sigma`` maps 1.0 back to standard deviations (NF4's
+    largest quantile, about 1.85 for the QLoRA code book) so the lines sit where the weights
+    of a normally distributed block fall.
+    """
+    if sigma is None:
+        sigma = float(torch.special.ndtri(torch.tensor(0.9677083, dtype=torch.float64)))
+    fig, ax = _new_axes("NF4 code book over N(0, 1)", "value (standard deviations)", "density")
+    x = torch.linspace(-3.5, 3.5, 400)
+    ax.plot(x, torch.exp(-(x**2) / 2) / (2 * torch.pi) ** 0.5, color="gray", label="N(0, 1)")
+    for i, v in enumerate(code.tolist()):
+        ax.axvline(v * sigma, color="C0", alpha=0.8, label="NF4 values" if i == 0 else None)
+    ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_memory_comparison(table, model: str):
+    """Lesson GB (nominal parameters x bytes) beside real GB for one model of
+    ``lora_course.memory.real_memory_table``; the real bar is split into what
+    ``get_memory_footprint`` counts and the quantization state it misses."""
+    part = table[table["model"] == model]
+    fig, ax = _new_axes(f"{model}: lesson vs real", "", "GB (decimal)")
+    pos = torch.arange(len(part)).float()
+    ax.bar(pos - 0.2, part["lesson_gb"], width=0.4, label="lesson (nominal x bytes)")
+    ax.bar(pos + 0.2, part["footprint_gb"], width=0.4, label="get_memory_footprint")
+    ax.bar(
+        pos + 0.2,
+        part["quant_state_gb"],
+        width=0.4,
+        bottom=part["footprint_gb"],
+        label="quant state (not counted)",
+    )
+    ax.set_xticks(pos.tolist(), [p.replace(", ", "\n") for p in part["precision"]], fontsize=10)
+    for container in ax.containers[:2]:
+        ax.bar_label(container, fmt="%.1f", fontsize=9)
     ax.legend()
     fig.tight_layout()
     plt.close(fig)

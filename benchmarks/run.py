@@ -1,0 +1,67 @@
+"""``make bench``: one table of ratios measured side by side in one run.
+
+Rows (see each module's docstring): 1-3 ``bench_lora``, 4 ``bench_nf4``, 5 ``bench_finetune``,
+6 ``bench_notebooks``. Prints a markdown table with the machine and date; ``--out FILE`` also
+writes it there. ``--quick`` runs fewer sizes and repetitions (a smoke test, not a result).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_finetune  # noqa: E402
+import bench_lora  # noqa: E402
+import bench_nf4  # noqa: E402
+import bench_notebooks  # noqa: E402
+from timing import machine  # noqa: E402
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| row | what | measured | target | met | detail |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        met = {True: "yes", False: "**no**", None: "-"}[r["met"]]
+        lines.append(
+            f"| {r['row']} | {r['what']} | {_fmt(r['value'])} | {r['target']} | {met} "
+            f"| {r['detail']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repetitions")
+    parser.add_argument("--skip-notebooks", action="store_true", help="leave out row 6")
+    parser.add_argument("--out", type=Path, help="also write the table to this file")
+    args = parser.parse_args(argv)
+
+    repeats = 3 if args.quick else 7
+    rows = bench_lora.rows(
+        sizes=(1024,) if args.quick else (1024, 4096),
+        ranks=(8,) if args.quick else (8, 64),
+        repeats=repeats,
+    )
+    rows += bench_nf4.rows(size=1024 if args.quick else 4096, repeats=repeats)
+    rows += bench_finetune.rows(steps=3 if args.quick else 20)
+    if not args.skip_notebooks:
+        rows += bench_notebooks.rows()
+
+    today = datetime.date.today().isoformat()
+    text = f"Measured {today} on {machine()}.\n\n{table(rows)}\n"
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

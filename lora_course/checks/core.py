@@ -1,0 +1,277 @@
+"""The machinery behind ``check``: results as plain data, exercises as declarations.
+
+An exercise module declares what it expects and how each item is checked::
+
+    EXERCISE = Exercise(
+        "exercise_1",
+        title="Trainable parameters for ranks 4, 8, 16 and 32",
+        answers={"table": "a DataFrame with columns rank, trainable, total, ratio"},
+    )
+
+    @EXERCISE.item("one row per rank 4, 8, 16, 32", points=1)
+    def _ranks(answers):
+        ...  # return None (or True) to pass; return a hint string, or raise Feedback, to fail
+
+Items run in order with the same ``answers`` dict (every declared name is present; a missing one
+is ``None``). ``EXERCISE.prepare`` may turn the raw answers into something easier to check (or
+raise ``Feedback`` once for the whole exercise). An item declared with ``review=True`` is not
+scored automatically: it is listed for an instructor, and the result's ``needs_review`` is set.
+
+Nothing here raises on a learner's answer: a check that crashes is reported as a failed item
+that needs review, so a batch grader always gets a result.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["CheckItem", "CheckResult", "Exercise", "Feedback", "NOT_ATTEMPTED"]
+
+NOT_ATTEMPTED = "not attempted"
+
+
+class Feedback(Exception):  # noqa: N818 - it is a message for the learner, not an error
+    """Raised inside a check to fail the item with ``hint`` (the learner-facing message)."""
+
+    def __init__(self, hint: str):
+        super().__init__(hint)
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    """One line of a check report. ``points`` are earned, ``max_points`` available.
+
+    ``scored`` is False for an item left to an instructor (a written answer): it does not count
+    in ``score``/``max_score``. ``needs_review`` asks a human to look (a written answer, or a
+    check that could not run on this answer).
+    """
+
+    name: str
+    passed: bool
+    points: float
+    max_points: float
+    hint: str = ""
+    needs_review: bool = False
+    scored: bool = True
+
+    @property
+    def status(self) -> str:
+        if self.needs_review:
+            return "review"
+        return "pass" if self.passed else "FAIL"
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def _points(item: CheckItem) -> str:
+    earned = _fmt(item.points) if item.scored else "?"  # an instructor decides
+    return f"{earned}/{_fmt(item.max_points)}"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What ``check`` returns: a report in Jupyter, plain data for a grader.
+
+    ``score``/``max_score`` count the automatically scored items, so ``max_score`` is the same
+    for every submission; items left to an instructor are listed but not scored.
+    """
+
+    exercise_id: str
+    title: str
+    items: tuple[CheckItem, ...]
+    attempted: bool = True
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def score(self) -> float:
+        return sum(i.points for i in self.items if i.scored)
+
+    @property
+    def max_score(self) -> float:
+        return sum(i.max_points for i in self.items if i.scored)
+
+    @property
+    def needs_review(self) -> bool:
+        return any(i.needs_review for i in self.items)
+
+    @property
+    def passed(self) -> bool:
+        """Full marks on every automatically checked item."""
+        return self.attempted and self.score == self.max_score
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: exercise_id, title, score, max_score, attempted, needs_review, items."""
+        return {
+            "exercise_id": self.exercise_id,
+            "title": self.title,
+            "score": self.score,
+            "max_score": self.max_score,
+            "attempted": self.attempted,
+            "needs_review": self.needs_review,
+            "notes": list(self.notes),
+            "items": [asdict(i) for i in self.items],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CheckResult:
+        """The inverse of ``to_dict`` (score and flags are recomputed from the items)."""
+        return cls(
+            exercise_id=data["exercise_id"],
+            title=data["title"],
+            items=tuple(CheckItem(**i) for i in data["items"]),
+            attempted=data.get("attempted", True),
+            notes=tuple(data.get("notes", ())),
+        )
+
+    def _headline(self) -> str:
+        score = f"{_fmt(self.score)}/{_fmt(self.max_score)}"
+        if not self.attempted:
+            return f"{self.exercise_id}: {NOT_ATTEMPTED} ({score})"
+        extra = ", needs an instructor's review" if self.needs_review else ""
+        return f"{self.exercise_id}: {score}{extra}"
+
+    def _status(self, item: CheckItem) -> str:
+        return item.status if self.attempted else "todo"
+
+    def __str__(self) -> str:
+        lines = [self._headline() + f"  -- {self.title}"]
+        for i in self.items:
+            lines.append(f"  [{self._status(i):>6}] {i.name} ({_points(i)})")
+            if i.hint:
+                lines.extend(f"           hint: {h}" for h in i.hint.splitlines())
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        colour = {"pass": "#1a7f37", "FAIL": "#cf222e", "review": "#9a6700"}
+        rows = []
+        for i in self.items:
+            status = f'<b style="color:{colour[i.status]}">{self._status(i)}</b>'
+            hint = html.escape(i.hint).replace("\n", "<br>")
+            rows.append(
+                f"<tr><td>{status}</td><td>{html.escape(i.name)}</td><td>{_points(i)}</td>"
+                f'<td style="text-align:left">{hint}</td></tr>'
+            )
+        notes = "".join(f"<p><i>note:</i> {html.escape(n)}</p>" for n in self.notes)
+        return (
+            f"<div><p><b>{html.escape(self._headline())}</b> &mdash; "
+            f"{html.escape(self.title)}</p>"
+            "<table><thead><tr><th></th><th>check</th><th>points</th><th>hint</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>{notes}</div>"
+        )
+
+
+@dataclass(frozen=True)
+class _ItemSpec:
+    name: str
+    points: float
+    fn: Callable[[dict], Any]
+    review: bool
+
+
+class Exercise:
+    """An exercise: its id, the answer names it expects, and its checks in order."""
+
+    def __init__(self, exercise_id: str, title: str, answers: Mapping[str, str]):
+        if not answers:
+            raise ValueError(f"{exercise_id}: declare at least one answer name in answers=")
+        self.id = exercise_id
+        self.title = title
+        self.answers = dict(answers)  # name -> what the learner should put there
+        self._items: list[_ItemSpec] = []
+        self._prepare: Callable[[dict], dict] | None = None
+
+    @property
+    def answer_names(self) -> tuple[str, ...]:
+        return tuple(self.answers)
+
+    def item(self, name: str, points: float = 1, review: bool = False):
+        """Decorator: register ``fn(answers) -> None | True | hint`` as the next item."""
+
+        def register(fn):
+            self._items.append(_ItemSpec(name, points, fn, review))
+            return fn
+
+        return register
+
+    def prepare(self, fn: Callable[[dict], dict]):
+        """Decorator: ``fn(answers) -> answers`` runs once before the items (may raise Feedback)."""
+        self._prepare = fn
+        return fn
+
+    def _all_failed(self, first_hint: str, rest_hint: str, attempted: bool) -> tuple:
+        return tuple(
+            CheckItem(
+                s.name,
+                False,
+                0,
+                s.points,
+                first_hint if k == 0 else rest_hint,
+                needs_review=s.review and attempted,  # nothing to review in a missing answer
+                scored=not s.review,
+            )
+            for k, s in enumerate(self._items)
+        )
+
+    def run(self, answers: Mapping[str, Any]) -> CheckResult:
+        """Run every item on ``answers`` (a dict: answer name -> value). Never raises."""
+        given = dict(answers)
+        unknown = sorted(set(given) - set(self.answers))
+        notes = []
+        if unknown:
+            notes.append(
+                f"ignored {', '.join(map(repr, unknown))}: this exercise expects "
+                f"{', '.join(self.answers)}"
+            )
+        values = {name: given.get(name) for name in self.answers}
+        if all(v is None for v in values.values()):
+            expected = "; ".join(f"`{k}`: {v}" for k, v in self.answers.items())
+            items = self._all_failed(f"{NOT_ATTEMPTED}: set {expected}", "", attempted=False)
+            return CheckResult(self.id, self.title, items, attempted=False, notes=tuple(notes))
+        if self._prepare is not None:
+            try:
+                values = self._prepare(values)
+            except Feedback as fb:
+                items = self._all_failed(fb.hint, "fix the item above first", attempted=True)
+                return CheckResult(self.id, self.title, items, notes=tuple(notes))
+            except Exception as exc:  # a checker bug must not cost the learner a result
+                hint = f"the checker could not read this answer ({type(exc).__name__}: {exc})"
+                items = tuple(
+                    CheckItem(
+                        s.name, False, 0, s.points, hint if k == 0 else "", True, not s.review
+                    )
+                    for k, s in enumerate(self._items)
+                )
+                return CheckResult(self.id, self.title, items, notes=tuple(notes))
+        return CheckResult(
+            self.id,
+            self.title,
+            tuple(self._run_item(s, values) for s in self._items),
+            True,
+            tuple(notes),
+        )
+
+    @staticmethod
+    def _run_item(spec: _ItemSpec, values: dict) -> CheckItem:
+        try:
+            outcome = spec.fn(values)
+        except Feedback as fb:
+            outcome = fb.hint
+        except Exception as exc:  # a checker bug: fail, and ask a human to look
+            hint = f"the checker could not check this ({type(exc).__name__}: {exc})"
+            return CheckItem(spec.name, False, 0, spec.points, hint, True, not spec.review)
+        if spec.review:
+            note = outcome if isinstance(outcome, str) else ""
+            return CheckItem(spec.name, False, 0, spec.points, note, True, scored=False)
+        if outcome is None or outcome is True:
+            return CheckItem(spec.name, True, spec.points, spec.points)
+        hint = outcome if isinstance(outcome, str) and outcome else "not correct yet"
+        return CheckItem(spec.name, False, 0, spec.points, hint)

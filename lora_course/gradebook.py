@@ -1,0 +1,155 @@
+"""The grader's outputs: gradebook table, feedback in plain language, summary and plot.
+
+:func:`write_outputs` writes, beside the gradebook path ``DIR/NAME.csv``:
+
+- ``NAME.csv``: one row per submission: ``submission``, per exercise ``<id>`` (points) and
+  ``<id>_max``, ``total``, ``max_total``, ``status`` (``ok``, ``timeout``, ``kernel died``,
+  ``not a notebook``, ``error``), ``needs_review`` and ``message``;
+- ``NAME-feedback/<submission>.txt``: what each check found, with hints, for the learner;
+- ``NAME-summary.csv``: per exercise the mean, median, full-marks count and attempts;
+- ``NAME-scores.png``: the distribution of totals.
+
+Every file is written to a temporary name and moved into place with ``os.replace``, so a crash
+leaves the previous version whole. Everything written comes from the grader's own results.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from lora_course.grading import Submission
+
+__all__ = ["gradebook", "feedback_text", "summary", "plot_totals", "write_outputs"]
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def gradebook(submissions: Iterable[Submission], exercise_ids: list[str]) -> pd.DataFrame:
+    """One row per submission; an exercise a submission did not run scores 0 of its maximum."""
+    from lora_course.checks import run_checks
+
+    maxima = {ex: run_checks(ex, {}).max_score for ex in exercise_ids}
+    rows = []
+    for sub in submissions:
+        results = sub.results
+        row = {"submission": sub.name}
+        for ex in exercise_ids:
+            row[ex] = results[ex].score if ex in results else 0.0
+            row[f"{ex}_max"] = maxima[ex]
+        row["total"] = sum(row[ex] for ex in exercise_ids)
+        row["max_total"] = sum(maxima.values())
+        row["status"] = sub.status
+        row["needs_review"] = any(r.needs_review for r in results.values())
+        row["message"] = sub.message
+        rows.append(row)
+    columns = ["submission"]
+    for ex in exercise_ids:
+        columns += [ex, f"{ex}_max"]
+    columns += ["total", "max_total", "status", "needs_review", "message"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def feedback_text(sub: Submission) -> str:
+    """The feedback a learner reads: status, each notebook's run, each check with its hints."""
+    results = sub.results
+    total = sum(r.score for r in results.values())
+    most = sum(r.max_score for r in results.values())
+    lines = [f"Feedback for {sub.name}", f"Score: {_fmt(total)}/{_fmt(most)}"]
+    if sub.status != "ok" or not sub.runs:
+        lines.append(f"Status: {sub.status}. {sub.message}".rstrip())
+    for run in sub.runs:
+        lines += ["", f"== {run.notebook} =="]
+        if run.status == "ok":
+            lines.append(f"Ran to the end in {run.seconds:.1f} s.")
+        else:
+            lines.append(f"{run.status}: {run.message}")
+        for index, name, value in run.cell_errors:
+            lines.append(f"Cell {index} raised {name}: {value}")
+        lines += [f"Note: {n}" for n in run.notes]
+        for result in run.results.values():
+            lines += ["", str(result)]
+    if any(r.needs_review for r in results.values()):
+        lines += ["", "Some answers will be read by an instructor; the score may change."]
+    return "\n".join(lines) + "\n"
+
+
+def summary(book: pd.DataFrame, exercise_ids: list[str]) -> pd.DataFrame:
+    """Per exercise (and the total): max, mean, median, full marks and attempts."""
+    rows = []
+    for column in [*exercise_ids, "total"]:
+        top = book[f"{column}_max" if column != "total" else "max_total"]
+        scores = book[column]
+        rows.append(
+            {
+                "exercise": column,
+                "max": float(top.max()) if len(book) else 0.0,
+                "mean": float(scores.mean()) if len(book) else 0.0,
+                "median": float(scores.median()) if len(book) else 0.0,
+                "full_marks": int((scores == top).sum()),
+                "scored_above_zero": int((scores > 0).sum()),
+                "submissions": len(book),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def plot_totals(book: pd.DataFrame):
+    """A histogram of total scores (a matplotlib Figure)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.add_subplot()
+    top = float(book["max_total"].max()) if len(book) else 1.0
+    bins = [x - 0.5 for x in range(int(top) + 2)] if top <= 40 else 20
+    ax.hist(book["total"], bins=bins, color="#4c72b0", edgecolor="white")
+    ax.set_xlabel(f"total score (out of {_fmt(top)})")
+    ax.set_ylabel("submissions")
+    ax.set_title(f"Scores of {len(book)} submissions")
+    return fig
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", name).strip("._") or "submission"
+
+
+def write_outputs(
+    submissions: list[Submission], exercise_ids: list[str], out: str | Path
+) -> dict[str, Path]:
+    """Write gradebook, feedback files, summary and plot for ``out`` (the gradebook's path)."""
+    import io
+
+    out = Path(out).resolve()
+    book = gradebook(submissions, exercise_ids)
+    stem = out.with_suffix("")
+    feedback_dir = stem.parent / f"{stem.name}-feedback"
+    for sub in submissions:
+        target = feedback_dir / f"{_safe_name(sub.name)}.txt"
+        _atomic_write(target, feedback_text(sub).encode("utf-8"))
+    summary_path = stem.parent / f"{stem.name}-summary.csv"
+    _atomic_write(summary_path, summary(book, exercise_ids).to_csv(index=False).encode())
+    png = stem.parent / f"{stem.name}-scores.png"
+    buffer = io.BytesIO()
+    plot_totals(book).savefig(buffer, format="png", dpi=100)
+    _atomic_write(png, buffer.getvalue())
+    _atomic_write(out, book.to_csv(index=False).encode("utf-8"))  # last: it marks the run done
+    return {"gradebook": out, "feedback": feedback_dir, "summary": summary_path, "plot": png}

@@ -1,0 +1,78 @@
+"""Master and submission notebooks for the release and grading tests (real exercise 1 checks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+MASTER_NAME = "04_exercise_1.ipynb"
+
+SETUP = """\
+import pandas as pd
+from torch import nn
+
+from lora_course import LoRALayer, count_parameters
+from lora_course.checks import check"""
+
+SOLUTION = """\
+for rank in (4, 8, 16, 32):
+    layer = LoRALayer(nn.Linear(4096, 4096), rank=rank, alpha=2 * rank)
+    trainable, total = count_parameters(layer)
+    rows.append({"rank": rank, "trainable": trainable, "total": total, "ratio": trainable / total})
+table = pd.DataFrame(rows)"""
+
+# Exercise 1's "only A" mistake: trainable = 4096 * r, ratio following it.
+WRONG = """\
+for rank in (4, 8, 16, 32):
+    trainable, total = 4096 * rank, 4096 * 4096 + 4096 + 2 * 4096 * rank
+    rows.append({"rank": rank, "trainable": trainable, "total": total, "ratio": trainable / total})
+table = pd.DataFrame(rows)"""
+
+CHECK = 'check("exercise_1", table=table)'
+
+
+def master_notebook():
+    """A master in the course's conventions: markers, an instructor cell, a written answer."""
+    solution_cell = new_code_cell(
+        f"rows = []\n### BEGIN SOLUTION\n{SOLUTION}\n### END SOLUTION\nprint(len(rows))"
+    )
+    solution_cell.outputs = [new_output("stream", name="stdout", text="4\n")]
+    solution_cell.execution_count = 2
+    return new_notebook(
+        cells=[
+            new_markdown_cell("# Exercise 1\n\nBuild the table of trainable parameters."),
+            new_code_cell(SETUP),
+            new_markdown_cell(
+                "Instructor: the answer is 2 * 4096 * r.", metadata={"tags": ["instructor"]}
+            ),
+            solution_cell,
+            new_code_cell(CHECK),
+            new_markdown_cell(
+                "Why is the ratio so small?\n\n### BEGIN SOLUTION\nBecause r << d.\n"
+                "### END SOLUTION"
+            ),
+        ],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+    )
+
+
+def write_master(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / MASTER_NAME
+    nbformat.write(master_notebook(), path)
+    return path
+
+
+def answer(student_nb, code: str, before: str = ""):
+    """A learner's version of the released notebook: ``code`` in place of the placeholder."""
+    nb = nbformat.from_dict(student_nb)
+    for cell in nb.cells:
+        if "# YOUR CODE HERE" in cell.source and cell.cell_type == "code":
+            cell.source = cell.source.replace("# YOUR CODE HERE\ntable = None", code)
+            if before:
+                index = nb.cells.index(cell)
+                nb.cells.insert(index, new_code_cell(before))
+            return nb
+    raise AssertionError("no placeholder in the released notebook")
