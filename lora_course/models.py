@@ -136,6 +136,7 @@ def load_model(name: str | None = None, quantization=None, device: str | None = 
         ``device_map="auto"`` on a GPU.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers.utils import logging as hf_logging
 
     name = name or os.environ.get(MODEL_ENV) or None
     if isinstance(quantization, str):
@@ -183,6 +184,11 @@ def load_model(name: str | None = None, quantization=None, device: str | None = 
         kwargs["dtype"] = torch.float32  # the modules bitsandbytes leaves alone stay fp32
 
     source = name if is_hub else str(local)
+    # A local model loads in well under a second: its "Loading weights" bar would only clutter
+    # every notebook cell. A hub model's shards take minutes, so its bar stays.
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    if not is_hub:
+        hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
@@ -198,6 +204,9 @@ def load_model(name: str | None = None, quantization=None, device: str | None = 
             "Llama need `hf auth login` and an accepted licence), or unset "
             f"{MODEL_ENV} to use the offline tiny model"
         ) from exc
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
     if not is_hub and quantization is None:
         model = model.to(device)
     model.eval()

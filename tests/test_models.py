@@ -155,3 +155,12 @@ def test_weights_gb_agrees_with_the_facts():
     gb = weights_gb("Llama-3.1-8B")
     assert gb["parameters"] == 8_030_261_248
     assert round(gb["bf16"], 1) == 16.1 and round(gb["nf4"], 1) == 5.7
+
+
+def test_a_local_load_shows_no_progress_bar_and_restores_the_setting(capsys):
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    load_model(device="cpu")
+    assert "Loading weights" not in capsys.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()
