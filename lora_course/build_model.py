@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 
 from lora_course import data
+from lora_course.models import TINY_MODEL_DIR
 
 __all__ = ["TINY_MODEL_DIR", "ARCHITECTURE", "QUICK", "build_tokenizer", "pretrain", "build_model"]
 
-TINY_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "tiny-llama"
 BOS, EOS, PAD = "<|begin_of_text|>", "<|end_of_text|>", "<|pad|>"  # Llama 3's names, plus pad
 
 ARCHITECTURE = dict(

@@ -155,6 +155,11 @@ def load_model(name: str | None = None, quantization=None, device: str | None = 
 
     local = Path(name) if name else TINY_MODEL_DIR
     is_hub = name is not None and not local.exists()
+    if is_hub and (local.is_absolute() or name.startswith(("~", ".")) or name.count("/") > 1):
+        raise FileNotFoundError(
+            f"no model folder {name}: give an existing folder, a hub id such as "
+            "meta-llama/Llama-3.1-8B-Instruct, or nothing for the offline tiny model"
+        )
     if not is_hub and not (local / "config.json").is_file():
         where = "the tiny model" if name is None else "the model folder"
         raise FileNotFoundError(f"{where} {local} has no config.json; {REBUILD}")
