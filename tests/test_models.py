@@ -13,15 +13,7 @@ from lora_course.models import TINY_MODEL_DIR, load_model, quantization_config, 
 
 needs_cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU path")
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, two threads that wait on each other made
-    a 60-step fine-tune take 89 s instead of 3 s. The tests check results, not speed."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
