@@ -11,8 +11,11 @@ import logging
 # The course runs offline on purpose, so that notice is noise for learners.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
+from lora_course.data import load_task  # noqa: E402
 from lora_course.lora import LoRALayer, add_lora, lora_layers  # noqa: E402
+from lora_course.models import load_model, quantization_config  # noqa: E402
 from lora_course.params import count_parameters, lora_parameter_count  # noqa: E402
+from lora_course.train import evaluate, finetune, generate  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -22,4 +25,10 @@ __all__ = [
     "lora_layers",
     "count_parameters",
     "lora_parameter_count",
+    "load_model",
+    "quantization_config",
+    "load_task",
+    "finetune",
+    "evaluate",
+    "generate",
 ]

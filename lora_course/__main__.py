@@ -1,7 +1,8 @@
 """``python -m lora_course <command>``: the course's command line.
 
 Commands: doctor (what works here), execute (re-run notebooks and save their outputs),
-release (student notebooks from the masters), grade (a folder of submissions -> gradebook).
+release (student notebooks from the masters), grade (a folder of submissions -> gradebook),
+build-model (rebuild the offline tiny Llama from scratch).
 """
 
 from __future__ import annotations
@@ -105,6 +106,24 @@ def _grade(args) -> int:
     return 0
 
 
+def _build_model(args) -> int:
+    from lora_course.build_model import TINY_MODEL_DIR, build_model
+
+    if args.quick and args.output is None:
+        print(
+            "--quick builds a toy model: give it --output DIR so data/tiny-llama is kept",
+            file=sys.stderr,
+        )
+        return 2
+    output = Path(args.output) if args.output else TINY_MODEL_DIR
+    summary = build_model(output, quick=args.quick, progress=not args.no_progress)
+    print(
+        f"built {output}: {summary['parameters']:,} parameters, final loss "
+        f"{summary['final_loss']:.3f}, {summary['seconds']:.0f} s"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lora_course", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--cell-timeout", type=float, default=60, help="seconds per cell (default 60)")
     p.set_defaults(func=_grade)
+
+    p = sub.add_parser("build-model", help="rebuild data/tiny-llama from scratch (minutes)")
+    p.add_argument("--output", help="folder to write (default data/tiny-llama)")
+    p.add_argument("--quick", action="store_true", help="a toy model in seconds, for tests")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_build_model)
 
     args = parser.parse_args(argv)
     return args.func(args)
