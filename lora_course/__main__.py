@@ -1,6 +1,7 @@
 """``python -m lora_course <command>``: the course's command line.
 
-Commands: doctor (what works here), execute (re-run notebooks and save their outputs).
+Commands: doctor (what works here), execute (re-run notebooks and save their outputs),
+slides (an offline reveal.js deck per notebook).
 """
 
 from __future__ import annotations
@@ -41,6 +42,20 @@ def _execute(args) -> int:
     return 0
 
 
+def _slides(args) -> int:
+    from lora_course.slides import SlidesError, build_all
+
+    notebooks = args.notebooks or sorted(Path("notebooks").glob("*.ipynb"))
+    try:
+        decks = build_all(notebooks, args.out)
+    except SlidesError as err:
+        print(f"slides: {err}", file=sys.stderr)
+        return 2
+    for deck in decks:
+        print(f"wrote {deck}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lora_course", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("notebooks", nargs="+")
     p.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
     p.set_defaults(func=_execute)
+
+    p = sub.add_parser("slides", help="build an offline reveal.js deck per notebook")
+    p.add_argument("notebooks", nargs="*", help="default: every notebooks/*.ipynb")
+    p.add_argument(
+        "--out", default="build/slides", help="folder for the decks (default %(default)s)"
+    )
+    p.set_defaults(func=_slides)
 
     args = parser.parse_args(argv)
     return args.func(args)
