@@ -52,6 +52,13 @@ def test_deck_title_slide_renders_offline(notebook, decks, watched_page):
     if math:
         assert page.locator(".MathJax_Error, .MathJax_Display .merror").count() == 0
         assert page.locator(".MathJax, .MathJax_Display").count() >= math
+        # Show the first formula's slide too, so the screenshot shows typeset math.
+        page.evaluate(
+            """() => { const i = Reveal.getIndices(document.querySelector(".MathJax").closest(
+                       "section")); Reveal.slide(i.h, i.v, Number.MAX_SAFE_INTEGER); }"""
+        )
+        page.wait_for_function(MATHJAX_DONE)
+        watched_page.screenshot(f"{notebook.stem}.math.png")
 
 
 def test_every_deck_is_in_build_slides(decks):
