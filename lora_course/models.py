@@ -19,6 +19,7 @@ stays light.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -126,6 +127,20 @@ def _quiet_int8_cast_notice() -> None:
         log.addFilter(_DropInt8CastNotice())
 
 
+@contextlib.contextmanager
+def _progress_bars(enabled: bool):
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    if was and not enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was and not enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(name: str | None = None, quantization=None, device: str | None = None):
     """``(model, tokenizer)``: the tiny Llama by default, or a hub model.
 
@@ -185,7 +200,9 @@ def load_model(name: str | None = None, quantization=None, device: str | None = 
     source = name if is_hub else str(local)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        # a "Loading weights" bar is useful for an 8B download, noise for the local tiny model
+        with _progress_bars(is_hub):
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as exc:
         if not is_hub:
             raise FileNotFoundError(f"cannot load {local}: {exc}; {REBUILD}") from exc
