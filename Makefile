@@ -21,6 +21,7 @@ help:
 	@echo "make test      set up .venv, then lint, unit tests and every notebook under nbval"
 	@echo "make slides    build an offline reveal.js deck per notebook in build/slides/"
 	@echo "make test-browser  decks and JupyterLab checked in headless Chromium"
+	@echo "make bench     benchmarks: ours vs PEFT/bitsandbytes, LoRA vs full, notebook times"
 	@echo "make execute   re-run every master notebook top to bottom and save its outputs"
 	@echo "make doctor    print versions and what works on this machine"
 
@@ -87,6 +88,11 @@ chromium:
 
 test-browser: setup chromium
 	$(BIN)/python -m pytest tests/browser -rs
+
+# Ratios measured side by side in one run (see benchmarks/run.py); the table is also written to
+# build/bench.md. Not part of `make test`: timings belong in benchmarks, not in tests.
+bench: setup
+	$(BIN)/python benchmarks/run.py --out build/bench.md
 
 execute: setup
 	$(BIN)/python -m lora_course execute notebooks/*.ipynb
