@@ -7,8 +7,11 @@ DEPS   := $(shell cat pyproject.toml constraints.txt 2>/dev/null | sha256sum | c
 STAMP  := $(VENV)/.installed-$(DEPS)
 KERNEL := lora-course
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+CHROMIUM ?= /usr/bin/chromium
+export LORA_COURSE_CHROMIUM := $(CHROMIUM)
 
-.PHONY: help setup lab workspace release grade test lint unit notebooks execute doctor clean
+.PHONY: help setup lab workspace release grade test lint unit notebooks execute doctor clean \
+	slides test-browser chromium bench
 
 help:
 	@echo "make lab       set up .venv and open the course (student notebooks in workspace/)"
@@ -16,6 +19,9 @@ help:
 	@echo "make release   write every student notebook into release/ (solutions removed)"
 	@echo "make grade SUBMISSIONS=DIR   grade a folder of submissions into gradebook.csv"
 	@echo "make test      set up .venv, then lint, unit tests and every notebook under nbval"
+	@echo "make slides    build an offline reveal.js deck per notebook in build/slides/"
+	@echo "make test-browser  decks and JupyterLab checked in headless Chromium"
+	@echo "make bench     benchmarks: ours vs PEFT/bitsandbytes, LoRA vs full, notebook times"
 	@echo "make execute   re-run every master notebook top to bottom and save its outputs"
 	@echo "make doctor    print versions and what works on this machine"
 
@@ -29,10 +35,13 @@ $(STAMP):
 
 setup: $(STAMP)
 
+# JupyterLab refuses to run as root unless told; root is normal in containers and CI.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 # Learners work in workspace/ (ignored by git): released there on first use, never overwritten.
 # notebooks/ stays the instructors' master copy, with the solutions.
 lab: workspace
-	$(BIN)/jupyter lab --notebook-dir=workspace --ServerApp.default_url=/lab/tree/01_lora_layer.ipynb
+	$(BIN)/jupyter lab --notebook-dir=workspace --ServerApp.default_url=/lab/tree/01_lora_layer.ipynb $(ALLOW_ROOT)
 
 workspace: setup
 	$(BIN)/python -m lora_course release --out workspace --missing-only
@@ -56,9 +65,34 @@ unit: setup
 notebooks: setup
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env notebooks
 
-# One pytest run for unit tests and notebooks, so CI reads one closing line.
-test: lint
-	$(BIN)/python -m pytest tests --nbval-lax --nbval-current-env notebooks
+# One pytest run for unit tests, browser tests (tests/browser) and notebooks, so CI reads one
+# closing line; `chromium` first, so the browser tests run instead of skipping.
+test: lint chromium
+	$(BIN)/python -m pytest -rs tests --nbval-lax --nbval-current-env notebooks
+
+slides: setup
+	$(BIN)/python -m lora_course slides --out build/slides
+
+# Debian's chromium for the browser tests, installed once where apt-get is usable (as root, as
+# in CI); elsewhere the browser tests skip and say why. Playwright's own download never works here.
+chromium:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the browser tests (once, about a minute)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+	  || { echo "apt-get install chromium failed: install it by hand to run the browser tests"; exit 1; }; \
+	else \
+	  echo "NOTE: $(CHROMIUM) is missing and apt-get is not usable here (needs root):"; \
+	  echo "      the browser tests will be skipped; install Debian's chromium to run them."; \
+	fi
+
+test-browser: setup chromium
+	$(BIN)/python -m pytest tests/browser -rs
+
+# Ratios measured side by side in one run (see benchmarks/run.py); the table is also written to
+# build/bench.md. Not part of `make test`: timings belong in benchmarks, not in tests.
+bench: setup
+	$(BIN)/python benchmarks/run.py --out build/bench.md
 
 execute: setup
 	$(BIN)/python -m lora_course execute notebooks/*.ipynb

@@ -2,7 +2,8 @@
 
 Commands: doctor (what works here), execute (re-run notebooks and save their outputs),
 release (student notebooks from the masters), grade (a folder of submissions -> gradebook),
-build-model (rebuild the offline tiny Llama from scratch).
+build-model (rebuild the offline tiny Llama from scratch), slides (an offline reveal.js deck
+per notebook).
 """
 
 from __future__ import annotations
@@ -40,24 +41,6 @@ def _execute(args) -> int:
         client.execute()
         nbformat.write(nb, path)
         print(f"executed {path}")
-    return 0
-
-
-def _build_model(args) -> int:
-    from lora_course.build_model import TINY_MODEL_DIR, build_model
-
-    if args.quick and args.output is None:
-        print(
-            "--quick builds a toy model: give it --output DIR so data/tiny-llama is kept",
-            file=sys.stderr,
-        )
-        return 2
-    output = Path(args.output) if args.output else TINY_MODEL_DIR
-    summary = build_model(output, quick=args.quick, progress=not args.no_progress)
-    print(
-        f"built {output}: {summary['parameters']:,} parameters, final loss "
-        f"{summary['final_loss']:.3f}, {summary['seconds']:.0f} s"
-    )
     return 0
 
 
@@ -124,6 +107,38 @@ def _grade(args) -> int:
     return 0
 
 
+def _build_model(args) -> int:
+    from lora_course.build_model import TINY_MODEL_DIR, build_model
+
+    if args.quick and args.output is None:
+        print(
+            "--quick builds a toy model: give it --output DIR so data/tiny-llama is kept",
+            file=sys.stderr,
+        )
+        return 2
+    output = Path(args.output) if args.output else TINY_MODEL_DIR
+    summary = build_model(output, quick=args.quick, progress=not args.no_progress)
+    print(
+        f"built {output}: {summary['parameters']:,} parameters, final loss "
+        f"{summary['final_loss']:.3f}, {summary['seconds']:.0f} s"
+    )
+    return 0
+
+
+def _slides(args) -> int:
+    from lora_course.slides import SlidesError, build_all
+
+    notebooks = args.notebooks or sorted(Path("notebooks").glob("*.ipynb"))
+    try:
+        decks = build_all(notebooks, args.out)
+    except SlidesError as err:
+        print(f"slides: {err}", file=sys.stderr)
+        return 2
+    for deck in decks:
+        print(f"wrote {deck}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lora_course", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="a toy model in seconds, for tests")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_build_model)
+
+    p = sub.add_parser("slides", help="build an offline reveal.js deck per notebook")
+    p.add_argument("notebooks", nargs="*", help="default: every notebooks/*.ipynb")
+    p.add_argument(
+        "--out", default="build/slides", help="folder for the decks (default %(default)s)"
+    )
+    p.set_defaults(func=_slides)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -19,6 +19,7 @@ stays light.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -126,6 +127,20 @@ def _quiet_int8_cast_notice() -> None:
         log.addFilter(_DropInt8CastNotice())
 
 
+@contextlib.contextmanager
+def _progress_bars(enabled: bool):
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    if was and not enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was and not enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(name: str | None = None, quantization=None, device: str | None = None):
     """``(model, tokenizer)``: the tiny Llama by default, or a hub model.
 
@@ -136,7 +151,6 @@ def load_model(name: str | None = None, quantization=None, device: str | None = 
         ``device_map="auto"`` on a GPU.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
-    from transformers.utils import logging as hf_logging
 
     name = name or os.environ.get(MODEL_ENV) or None
     if isinstance(quantization, str):
@@ -189,14 +203,11 @@ def load_model(name: str | None = None, quantization=None, device: str | None = 
         kwargs["dtype"] = torch.float32  # the modules bitsandbytes leaves alone stay fp32
 
     source = name if is_hub else str(local)
-    # A local model loads in well under a second: its "Loading weights" bar would only clutter
-    # every notebook cell. A hub model's shards take minutes, so its bar stays.
-    bar_was_on = hf_logging.is_progress_bar_enabled()
-    if not is_hub:
-        hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        # a "Loading weights" bar is useful for an 8B download, noise for the local tiny model
+        with _progress_bars(is_hub):
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as exc:
         if not is_hub:
             raise FileNotFoundError(f"cannot load {local}: {exc}; {REBUILD}") from exc
@@ -209,9 +220,6 @@ def load_model(name: str | None = None, quantization=None, device: str | None = 
             "Llama need `hf auth login` and an accepted licence), or unset "
             f"{MODEL_ENV} to use the offline tiny model"
         ) from exc
-    finally:
-        if bar_was_on:
-            hf_logging.enable_progress_bar()
     if not is_hub and quantization is None:
         model = model.to(device)
     model.eval()

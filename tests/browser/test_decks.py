@@ -1,0 +1,65 @@
+"""Every notebook's deck opens from file:// with the network blocked and shows its title slide."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lora_course.slides import build_all
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+DECKS = ROOT / "build" / "slides"
+
+# MathJax 2 keeps a queue of typesetting work; it is done when nothing is pending or running.
+MATHJAX_DONE = """() => !window.MathJax || (MathJax.isReady && MathJax.Hub.queue.pending === 0
+                                            && MathJax.Hub.queue.running === 0)"""
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="session")
+def decks():
+    return {deck.name: deck for deck in build_all(NOTEBOOKS, DECKS)}
+
+
+def _title(notebook) -> str:
+    first = json.loads(notebook.read_text(encoding="utf-8"))["cells"][0]
+    return "".join(first["source"]).splitlines()[0].lstrip("# ").strip()
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_deck_title_slide_renders_offline(notebook, decks, watched_page):
+    deck = decks[f"{notebook.stem}.slides.html"]
+    page = watched_page.page
+    page.goto(deck.as_uri(), wait_until="load")
+    page.wait_for_function("() => window.Reveal && Reveal.isReady()")
+    page.wait_for_function(MATHJAX_DONE)
+    title_slide = page.locator(".reveal .slides > section.present").first
+    text = title_slide.inner_text()
+    watched_page.screenshot(f"{notebook.stem}.slides.png")
+
+    assert _title(notebook).casefold() in text.casefold(), (
+        f"title slide of {deck.name} shows: {text[:200]!r}"
+    )
+    assert page.evaluate("Reveal.getTotalSlides()") > 1
+    assert watched_page.blocked == [], "the deck asked the network for these"
+    assert watched_page.failed == [], "these local requests failed"
+    assert watched_page.errors == [], "the deck's scripts raised"
+    math = page.locator("script[type^='math/tex']").count()  # MathJax 2 keeps the source here
+    if math:
+        assert page.locator(".MathJax_Error, .MathJax_Display .merror").count() == 0
+        assert page.locator(".MathJax, .MathJax_Display").count() >= math
+        # Show the first formula's slide too, so the screenshot shows typeset math.
+        page.evaluate(
+            """() => { const i = Reveal.getIndices(document.querySelector(".MathJax").closest(
+                       "section")); Reveal.slide(i.h, i.v, Number.MAX_SAFE_INTEGER); }"""
+        )
+        page.wait_for_function(MATHJAX_DONE)
+        watched_page.screenshot(f"{notebook.stem}.math.png")
+
+
+def test_every_deck_is_in_build_slides(decks):
+    assert sorted(decks) == sorted(f"{nb.stem}.slides.html" for nb in NOTEBOOKS)

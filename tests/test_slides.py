@@ -1,0 +1,104 @@
+"""Offline decks: every asset a deck loads is a local file beside it; nothing names a CDN."""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from lora_course.__main__ import main
+from lora_course.slides import SlidesError, build_all, build_deck, copy_assets, remote_references
+
+_LOADED = re.compile(r"<(?:script|link)\b[^>]*?\b(?:src|href)=\"([^\"]+)\"")
+
+
+def _slide(cell, slide_type):
+    cell.metadata["slideshow"] = {"slide_type": slide_type}
+    return cell
+
+
+def _write_notebook(path, extra_markdown=""):
+    code = new_code_cell("print(1 + 1)", execution_count=1)
+    code.outputs = [new_output("stream", name="stdout", text="2\n")]
+    nb = new_notebook(
+        cells=[
+            _slide(new_markdown_cell("# A title\n\n$$h = W x + B A x$$" + extra_markdown), "slide"),
+            _slide(code, "fragment"),
+            _slide(new_markdown_cell("## Summary\n\n- done"), "slide"),
+        ]
+    )
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def deck(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("slides")
+    return build_deck(_write_notebook(tmp / "demo.ipynb"), tmp / "out")
+
+
+def test_deck_is_written_beside_its_assets(deck):
+    assert deck.name == "demo.slides.html"
+    html = deck.read_text(encoding="utf-8")
+    assert "A title" in html and "Summary" in html
+    loaded = _LOADED.findall(html)
+    assert any(url.endswith("reveal.js/dist/reveal.js") for url in loaded)
+    assert any("mathjax/MathJax.js" in url for url in loaded)
+    for url in loaded:  # every script and stylesheet is a file in the deck's folder
+        assert (deck.parent / url.split("?")[0]).is_file(), url
+
+
+def test_deck_loads_nothing_from_the_network(deck):
+    html = deck.read_text(encoding="utf-8")
+    assert remote_references(html) == []
+    assert "require.js" not in html and "jquery" not in html.lower()
+    assert "mermaid" not in html
+
+
+def test_theme_css_imports_no_web_fonts(deck):
+    theme = deck.parent / "_static" / "reveal.js" / "dist" / "theme" / "white.css"
+    assert remote_references(theme.read_text(encoding="utf-8")) == []
+
+
+def test_remote_references_finds_fetches_not_links():
+    html = (
+        '<script src="https://cdn.example/x.js"></script><img src="//cdn.example/a.png">'
+        "<style>@import url(https://fonts.example/f.css);</style>"
+        '<a href="https://arxiv.org/abs/2106.09685">LoRA</a><script src="_static/y.js"></script>'
+    )
+    assert remote_references(html) == [
+        "https://cdn.example/x.js",
+        "//cdn.example/a.png",
+        "https://fonts.example/f.css",
+    ]
+
+
+def test_a_remote_image_is_refused_with_the_fix(tmp_path):
+    notebook = _write_notebook(tmp_path / "web.ipynb", "\n\n![plot](https://example.org/p.png)")
+    with pytest.raises(SlidesError, match="would load https://example.org/p.png.*relative path"):
+        build_deck(notebook, tmp_path / "out")
+
+
+def test_missing_notebook_and_empty_list_are_clear_errors(tmp_path):
+    with pytest.raises(SlidesError, match="no such notebook"):
+        build_deck(tmp_path / "nope.ipynb", tmp_path)
+    with pytest.raises(SlidesError, match="no notebooks given"):
+        build_all([], tmp_path)
+
+
+def test_assets_are_copied_once(deck):
+    static = copy_assets(deck.parent)
+    before = (static / "reveal.js" / "dist" / "reveal.js").stat().st_mtime_ns
+    copy_assets(deck.parent)
+    assert (static / "reveal.js" / "dist" / "reveal.js").stat().st_mtime_ns == before
+    assert "sphinx-revealjs==" in (static / "VERSIONS").read_text()
+
+
+def test_cli_builds_the_named_notebooks(tmp_path, capsys):
+    notebook = _write_notebook(tmp_path / "cli.ipynb")
+    assert main(["slides", str(notebook), "--out", str(tmp_path / "decks")]) == 0
+    assert (tmp_path / "decks" / "cli.slides.html").is_file()
+    assert "cli.slides.html" in capsys.readouterr().out
+    assert main(["slides", str(tmp_path / "missing.ipynb"), "--out", str(tmp_path)]) == 2
