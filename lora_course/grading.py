@@ -29,6 +29,7 @@ sandbox (learner code runs with the grader's user rights). Run untrusted code in
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import secrets
 import shutil
@@ -142,6 +143,21 @@ async def _within(coroutine, seconds: float) -> bool:
     return False
 
 
+def _run_async(make_coroutine):
+    """``asyncio.run(make_coroutine())``, also where this thread already runs an event loop.
+
+    An instructor calling ``grade`` from a Jupyter cell has a running loop, and so can a test
+    session after another library started one; ``asyncio.run`` refuses both. The coroutine then
+    runs on its own loop in a short-lived worker thread.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make_coroutine())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make_coroutine())).result()
+
+
 def run_notebook(
     path: Path, master: Master, answers_dir: Path, cell_timeout: float, timeout: float
 ) -> NotebookRun:
@@ -165,8 +181,8 @@ def run_notebook(
     answers_file = answers_dir / f"answers-{secrets.token_hex(8)}.json"
     start = time.monotonic()
     try:
-        finished = asyncio.run(
-            _within(
+        finished = _run_async(
+            lambda: _within(
                 _execute(
                     nb, path.parent, answers_file, expressions, min(cell_timeout, timeout), run
                 ),

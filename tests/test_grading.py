@@ -155,7 +155,7 @@ def test_kernel_death_detected_in_seconds(tmp_path):
     nbformat.write(nb, path)
     start = time.monotonic()
     sub = grade_submission("x", path, [path], masters, cell_timeout=60, timeout=60)
-    assert sub.status == "kernel died"
+    assert sub.status == "kernel died", sub.message
     assert time.monotonic() - start < 20  # kernel start + about 1 s to notice, far below 60
 
 
@@ -265,3 +265,25 @@ def test_the_course_exercise_masters_grade_full_and_their_release_zero(tmp_path)
         assert check.score == check.max_score, (exercise, str(check))
     assert result["master"].status == "ok"
     assert all(not r.attempted for r in result["release"].results.values())
+
+
+def test_grading_works_inside_a_running_event_loop(tmp_path):
+    """As in a Jupyter cell, where asyncio.run() alone would refuse to start."""
+    import asyncio
+
+    from lora_course.grading import grade_submission
+    from lora_course.submissions import load_masters
+
+    masters = load_masters(write_master(tmp_path / "m").parent)
+    (released,) = release_all([masters[0].path], tmp_path / "r")
+    nb = answer(nbformat.read(released, as_version=4), SOLUTION)
+    path = tmp_path / MASTER_NAME
+    nbformat.write(nb, path)
+
+    async def inside_a_loop():
+        return grade_submission("x", path, [path], masters, cell_timeout=60, timeout=60)
+
+    sub = asyncio.run(inside_a_loop())
+    assert sub.status == "ok", sub.message
+    (result,) = sub.results.values()
+    assert result.score == result.max_score > 0
