@@ -51,7 +51,7 @@ RUN_KEYS = (
     "rank", "alpha", "use_rslora", "scaling", "lr", "init_scale", "steps", "batch_size", "seed",
     "eval_size",
 )  # fmt: skip
-_RESULTS = ("final_loss", "accuracy", "diverged", "spike", "update_ratio")
+_RESULTS = ("final_loss", "mean_loss", "accuracy", "diverged", "spike", "update_ratio")
 HISTORY_COLUMNS = RUN_KEYS + ("step", "loss") + _RESULTS
 SUMMARY_COLUMNS = RUN_KEYS + _RESULTS + ("seconds",)
 
@@ -192,6 +192,7 @@ def lora_run(
         "seed": seed,
         "eval_size": len(test),
         "final_loss": losses[-1],
+        "mean_loss": sum(losses) / len(losses),  # the area under the curve: learning speed
         "accuracy": accuracy,
         "diverged": diverged,
         "spike": loss_spike(losses),

@@ -9,8 +9,8 @@ from lora_course import add_lora, load_model, load_task
 from lora_course.sweep import (
     HISTORY_COLUMNS,
     SUMMARY_COLUMNS,
-    loss_spike,
     lora_run,
+    loss_spike,
     normalise_settings,
     relative_update,
     summarize,

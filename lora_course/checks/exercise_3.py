@@ -198,9 +198,17 @@ def _check_best(answers):
 
 @functools.lru_cache(maxsize=1)
 def _base_model():
+    from transformers.utils import logging as hf_logging
+
     from lora_course.models import load_model
 
-    return load_model(device="cpu")
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a check report should not carry a loading bar
+    try:
+        return load_model(device="cpu")
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 @contextlib.contextmanager
