@@ -19,6 +19,8 @@ __all__ = [
     "plot_trainable_percent",
     "plot_nf4_code_book",
     "plot_memory_comparison",
+    "plot_sweep",
+    "plot_rank_sweep",
 ]
 
 COURSE_STYLE = {
@@ -61,7 +63,8 @@ def plot_loss(history, title: str = "Training loss", log: bool = True, label_col
         ax.plot(history["step"], history["loss"])
     else:
         for label, part in history.groupby(label_column, sort=False):
-            ax.plot(part["step"], part["loss"], label=f"{label_column}={label}")
+            name = label if label_column == "run" else f"{label_column}={label}"
+            ax.plot(part["step"], part["loss"], label=name)
         ax.legend()
     if log:
         ax.set_yscale("log")
@@ -171,6 +174,48 @@ def plot_memory_comparison(table, model: str):
     ax.set_xticks(pos.tolist(), [p.replace(", ", "\n") for p in part["precision"]], fontsize=10)
     for container in ax.containers[:2]:
         ax.bar_label(container, fmt="%.1f", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_sweep(summary, x: str = "scaling", title: str | None = None):
+    """Final loss (left axis, log) and held-out accuracy (right axis) against ``x`` (log), one
+    point per run of ``lora_course.sweep.summarize``; diverged runs drawn as red crosses."""
+    fig, ax = _new_axes(title or f"Final loss and accuracy by {x}", x, "final loss")
+    part = summary.sort_values(x)
+    ax.plot(part[x], part["final_loss"], marker="o", color="C0", label="final loss")
+    bad = part[part["diverged"].astype(bool)]
+    if len(bad):
+        ax.plot(bad[x], bad["final_loss"].fillna(part["final_loss"].max()), "x", color="red",
+                markersize=12, mew=3, label="diverged")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    right = ax.twinx()
+    right.plot(part[x], part["accuracy"], marker="s", color="C1", label="held-out accuracy")
+    right.set_ylabel("held-out accuracy")
+    right.set_ylim(-0.05, 1.05)
+    right.grid(False)
+    lines = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="best")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_rank_sweep(summary, y: str = "final_loss", title: str | None = None):
+    """``y`` against rank (log 2), one line for alpha/r and one for alpha/sqrt(r) (rsLoRA)."""
+    fig, ax = _new_axes(title or f"{y.replace('_', ' ')} by rank at fixed alpha", "rank r", y)
+    for rslora, part in summary.groupby("use_rslora"):
+        name = "alpha / sqrt(r) (rsLoRA)" if rslora else "alpha / r (LoRA)"
+        part = part.sort_values("rank")
+        ax.plot(part["rank"], part[y], marker="s" if rslora else "o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    if y == "final_loss":
+        ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
     plt.close(fig)
