@@ -155,3 +155,10 @@ def test_weights_gb_agrees_with_the_facts():
     gb = weights_gb("Llama-3.1-8B")
     assert gb["parameters"] == 8_030_261_248
     assert round(gb["bf16"], 1) == 16.1 and round(gb["nf4"], 1) == 5.7
+
+
+def test_dtype_sets_the_layers_that_stay_unquantized():
+    model, _ = load_model(quantization="nf4", dtype=torch.bfloat16, device="cpu")
+    assert model.lm_head.weight.dtype == torch.bfloat16
+    with pytest.raises(TypeError, match="dtype must be a torch float type"):
+        load_model(dtype="bf16", device="cpu")
