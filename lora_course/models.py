@@ -141,7 +141,12 @@ def _progress_bars(enabled: bool):
             hf_logging.enable_progress_bar()
 
 
-def load_model(name: str | None = None, quantization=None, device: str | None = None):
+def load_model(
+    name: str | None = None,
+    quantization=None,
+    device: str | None = None,
+    dtype: torch.dtype | None = None,
+):
     """``(model, tokenizer)``: the tiny Llama by default, or a hub model.
 
     name: a hub id or a local folder; default ``$LORA_COURSE_MODEL`` or ``data/tiny-llama``.
@@ -149,6 +154,8 @@ def load_model(name: str | None = None, quantization=None, device: str | None = 
         ``"int8"``, ``"nf4"`` (the lesson's ``BitsAndBytesConfig``) or a ``BitsAndBytesConfig``.
     device: ``"cuda"`` or ``"cpu"``; default the GPU when there is one. A hub model uses
         ``device_map="auto"`` on a GPU.
+    dtype: the float type of every layer that is not quantized, e.g. ``torch.bfloat16``;
+        default fp32 for the tiny model, the checkpoint's dtype for a hub model.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
@@ -159,6 +166,10 @@ def load_model(name: str | None = None, quantization=None, device: str | None = 
         raise TypeError(
             f"quantization must be None, one of {list(QUANTIZATIONS)} or a BitsAndBytesConfig, "
             f"got {type(quantization).__name__}"
+        )
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(
+            f"dtype must be a torch float type such as torch.bfloat16, or None, got {dtype!r}"
         )
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -201,6 +212,8 @@ def load_model(name: str | None = None, quantization=None, device: str | None = 
     elif quantization is not None:
         kwargs["device_map"] = device
         kwargs["dtype"] = torch.float32  # the modules bitsandbytes leaves alone stay fp32
+    if dtype is not None:
+        kwargs["dtype"] = dtype
 
     source = name if is_hub else str(local)
     try:

@@ -81,6 +81,46 @@ def test_footprint_equals_measured_to_the_byte(small_llama, scheme, keep_dtype):
         assert model.get_memory_footprint() == prepared.footprint_bytes
 
 
+@pytest.mark.parametrize(
+    ("quantization", "dtype", "scheme"),
+    [
+        (None, None, "fp32"),
+        (None, torch.bfloat16, "bf16"),
+        ("int8", None, "int8"),
+        ("nf4", None, "nf4+dq"),
+        ("nf4", torch.bfloat16, "nf4+dq"),
+    ],
+)
+def test_footprint_equals_the_tiny_model_loaded_with_load_model(quantization, dtype, scheme):
+    """The tiny model as the notebooks load it: an fp32 checkpoint, and ``load_model`` keeps the
+    layers bitsandbytes leaves alone in fp32 unless ``dtype=`` says otherwise."""
+    from lora_course.models import load_model
+
+    model, _ = load_model(quantization=quantization, dtype=dtype, device="cpu")
+    expected = memory.weight_footprint(model.config, scheme, keep_dtype=dtype or torch.float32)
+    assert model.get_memory_footprint() == expected.footprint_bytes
+    assert memory.measured_quant_state_bytes(model) == expected.quant_state_bytes
+
+
+def test_load_in_8bit_alone_keeps_the_other_layers_in_the_checkpoint_dtype():
+    """What exercise 2's learner does: only ``load_in_8bit=True``/``load_in_4bit=True``, no dtype.
+    The embeddings, lm_head and norms stay fp32 (the tiny checkpoint's dtype) on the CPU."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from lora_course.checks.exercise_2 import KEEP_DTYPE, expected_values
+    from lora_course.models import TINY_MODEL_DIR
+
+    for bits, scheme in (("8", "int8"), ("4", "nf4")):
+        quant = BitsAndBytesConfig(**{f"load_in_{bits}bit": True})
+        model = AutoModelForCausalLM.from_pretrained(
+            TINY_MODEL_DIR, quantization_config=quant, device_map="cpu"
+        )
+        assert model.model.embed_tokens.weight.dtype == KEEP_DTYPE
+        assert model.get_memory_footprint() == expected_values()[f"footprint_{bits}bit"]
+        fp = memory.weight_footprint(model.config, scheme, keep_dtype=KEEP_DTYPE)
+        assert model.get_memory_footprint() == fp.footprint_bytes
+
+
 def test_double_quant_does_not_change_the_footprint_only_the_state():
     nf4 = memory.weight_footprint("Llama-3.1-8B", "nf4")
     dq = memory.weight_footprint("Llama-3.1-8B", "nf4+dq")

@@ -171,3 +171,10 @@ def test_a_local_load_shows_no_progress_bar_and_restores_the_setting(capsys):
     load_model(device="cpu")
     assert "Loading weights" not in capsys.readouterr().err
     assert hf_logging.is_progress_bar_enabled()
+
+
+def test_dtype_sets_the_layers_that_stay_unquantized():
+    model, _ = load_model(quantization="nf4", dtype=torch.bfloat16, device="cpu")
+    assert model.lm_head.weight.dtype == torch.bfloat16
+    with pytest.raises(TypeError, match="dtype must be a torch float type"):
+        load_model(dtype="bf16", device="cpu")

@@ -1,0 +1,209 @@
+"""Exercise 2: ``get_memory_footprint()`` of the tiny model in 8-bit and in 4-bit, and their ratio.
+
+The lesson: "Measure the actual memory usage difference between load_in_8bit=True and
+load_in_4bit=True in BitsAndBytesConfig. Use model.get_memory_footprint()."
+
+What the answer means here (notebook 05 says the same):
+- the model is the course's tiny Llama (``lora_course.models.TINY_MODEL_DIR``), loaded with
+  ``AutoModelForCausalLM.from_pretrained(path, quantization_config=BitsAndBytesConfig(
+  load_in_8bit=True), device_map="cpu")`` and again with ``load_in_4bit=True``, no ``dtype=``;
+- the layers bitsandbytes does not quantize (embeddings, ``lm_head``, norms) then keep the
+  checkpoint's dtype, fp32 (measured with transformers 5.24 on CPU);
+- ``footprint_8bit`` and ``footprint_4bit`` are the two ``get_memory_footprint()`` values in
+  bytes; ``ratio`` = footprint_8bit / footprint_4bit.
+
+The expected bytes come from ``lora_course.memory.weight_footprint`` (tested equal to the
+measured footprint to the byte), so a grader needs no model. A wrong value gets the hint of the
+mistake it matches.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+from lora_course.checks.core import Exercise, Feedback
+
+__all__ = ["EXERCISE", "KEEP_DTYPE", "RATIO_ATOL", "expected_values"]
+
+KEEP_DTYPE = torch.float32  # what the non-quantized layers get when no dtype= is passed
+RATIO_ATOL = 0.005  # a ratio rounded to two decimals still passes
+
+EXERCISE = Exercise(
+    "exercise_2",
+    title="get_memory_footprint() of the tiny model: load_in_8bit vs load_in_4bit",
+    answers={
+        "footprint_8bit": "bytes, model_8bit.get_memory_footprint() (load_in_8bit=True)",
+        "footprint_4bit": "bytes, model_4bit.get_memory_footprint() (load_in_4bit=True)",
+        "ratio": "footprint_8bit / footprint_4bit, a plain number, unrounded",
+    },
+)
+
+
+@functools.cache
+def expected_values() -> dict[str, float]:
+    """The reference bytes for the tiny model, from the footprint calculator.
+
+    Keys: ``footprint_8bit``, ``footprint_4bit``, ``ratio`` (the answers), and for the hints
+    ``fp32``, ``bf16`` (unquantized), ``int8_16bit``, ``nf4_16bit`` (kept layers 16-bit),
+    ``parameters``, ``kept_parameters`` (embeddings, lm_head, norms).
+    """
+    from transformers import AutoConfig
+
+    from lora_course.memory import weight_footprint
+    from lora_course.models import TINY_MODEL_DIR
+
+    config = AutoConfig.from_pretrained(TINY_MODEL_DIR)
+    int8 = weight_footprint(config, "int8", keep_dtype=KEEP_DTYPE)
+    nf4 = weight_footprint(config, "nf4", keep_dtype=KEEP_DTYPE)
+    fp32 = weight_footprint(config, "fp32")
+    width = torch.empty(0, dtype=KEEP_DTYPE).element_size()
+    return {
+        "footprint_8bit": int8.footprint_bytes,
+        "footprint_4bit": nf4.footprint_bytes,
+        "ratio": int8.footprint_bytes / nf4.footprint_bytes,
+        "fp32": fp32.footprint_bytes,
+        "bf16": weight_footprint(config, "bf16").footprint_bytes,
+        "int8_16bit": weight_footprint(config, "int8", keep_dtype=torch.bfloat16).footprint_bytes,
+        "nf4_16bit": weight_footprint(config, "nf4", keep_dtype=torch.bfloat16).footprint_bytes,
+        "parameters": (fp32.linear_bytes + fp32.other_bytes) // 4,
+        "linear_parameters": fp32.linear_bytes // 4,
+        "kept_parameters": int8.other_bytes // width,
+    }
+
+
+def _number(answers: dict, name: str) -> float:
+    value = answers[name]
+    if value is None:
+        raise Feedback(f"`{name}` is not set yet: {EXERCISE.answers[name]}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise Feedback(
+                f"`{name}` should be a number, got {type(value).__name__} {value!r:.60}; "
+                "store the value itself (model.get_memory_footprint()), not a string or a model"
+            ) from None
+    if not math.isfinite(value):
+        raise Feedback(f"`{name}` is {value}; it should be a finite number")
+    return float(value)
+
+
+def _footprint_hints(value: float, name: str, bits: str) -> str | None:
+    """None if ``value`` is the right byte count; else the hint of the mistake it matches."""
+    ref = expected_values()
+    right = ref[name]
+    if value == right:
+        return None
+    other = "footprint_4bit" if name == "footprint_8bit" else "footprint_8bit"
+    sixteen = ref["int8_16bit"] if bits == "8" else ref["nf4_16bit"]
+    unit_hints = [
+        (1e6, "decimal MB (bytes / 1e6)"),
+        (2**20, "MiB (bytes / 2**20)"),
+        (1e3, "kB (bytes / 1e3)"),
+        (2**10, "KiB (bytes / 2**10)"),
+        (1e9, "GB (bytes / 1e9)"),
+    ]
+    for scale, unit in unit_hints:
+        if math.isclose(value * scale, right, rel_tol=5e-3):
+            return (
+                f"`{name}` looks like {unit}; give the bytes exactly as get_memory_footprint() "
+                "returns them (an int, no conversion). MB and MiB differ by 4.9 %: say which one "
+                "you mean whenever you convert"
+            )
+    if value == sixteen:
+        return (
+            f"`{name}` is the footprint with the non-quantized layers in 16-bit: you passed "
+            "dtype=torch.float16 or torch.bfloat16 (or loaded a 16-bit copy). The task loads "
+            "without dtype=, so embeddings, lm_head and norms keep the checkpoint's fp32. Compare "
+            "like with like: load both models the same way, as the task says"
+        )
+    if value in (ref["fp32"], ref["bf16"]):
+        return (
+            f"`{name}` is the footprint of the unquantized model: pass "
+            f"quantization_config=BitsAndBytesConfig(load_in_{bits}bit=True) to from_pretrained"
+        )
+    if value == ref[other]:
+        return f"`{name}` holds the other model's footprint: 8-bit and 4-bit are swapped"
+    if bits == "4" and math.isclose(value, ref["footprint_8bit"] / 2, abs_tol=1):
+        return (
+            "`footprint_4bit` is half the 8-bit footprint: measure it on the model loaded with "
+            "load_in_4bit=True; it is not half (section 4 of the notebook says why)"
+        )
+    if math.isclose(value, ref["parameters"] * (1 if bits == "8" else 0.5), abs_tol=1):
+        return (
+            f"`{name}` is the lesson's arithmetic (every parameter at {bits} bits), not a "
+            "measurement: call get_memory_footprint() on the loaded model"
+        )
+    return (
+        f"`{name}` should be model.get_memory_footprint() of the tiny model loaded with "
+        f"BitsAndBytesConfig(load_in_{bits}bit=True), device_map='cpu' and no dtype=, in bytes"
+    )
+
+
+@EXERCISE.item("footprint_8bit: get_memory_footprint() with load_in_8bit=True, in bytes")
+def _check_8bit(answers):
+    return _footprint_hints(_number(answers, "footprint_8bit"), "footprint_8bit", "8")
+
+
+@EXERCISE.item("footprint_4bit: get_memory_footprint() with load_in_4bit=True, in bytes")
+def _check_4bit(answers):
+    return _footprint_hints(_number(answers, "footprint_4bit"), "footprint_4bit", "4")
+
+
+def _why_not_two() -> str:
+    ref = expected_values()
+    kept = ref["kept_parameters"] * 4  # fp32 bytes, the same in both models
+    return (
+        "the ratio is not 2 for this model: only the decoder's linear layers go from 1 byte to "
+        "half a byte per weight. The embeddings, lm_head and norms are not quantized and stay "
+        f"fp32 in both models: {ref['kept_parameters']:,} of {ref['parameters']:,} parameters, "
+        f"but at 4 bytes each they are {kept / ref['footprint_8bit']:.0%} of the 8-bit and "
+        f"{kept / ref['footprint_4bit']:.0%} of the 4-bit footprint. Measure both footprints "
+        "and divide"
+    )
+
+
+@EXERCISE.item("ratio = footprint_8bit / footprint_4bit")
+def _check_ratio(answers):
+    ref = expected_values()
+    ratio = _number(answers, "ratio")
+    if math.isclose(ratio, ref["ratio"], abs_tol=RATIO_ATOL):
+        return None
+    mine = None
+    try:
+        mine = _number(answers, "footprint_8bit") / _number(answers, "footprint_4bit")
+    except (Feedback, ZeroDivisionError):
+        pass
+    known = [
+        (2.0, _why_not_two()),
+        (1 / ref["ratio"], "the ratio is upside down: footprint_8bit / footprint_4bit"),
+        (100 * ref["ratio"], "give the ratio as a plain number (1.37), not a percentage"),
+        (
+            ref["int8_16bit"] / ref["nf4_16bit"],
+            "this is the ratio with the non-quantized layers in 16-bit (dtype=torch.float16 or "
+            "bfloat16): the task loads without dtype=, so they stay fp32",
+        ),
+        (
+            ref["fp32"] / ref["footprint_4bit"],
+            "this compares the fp32 model with the 4-bit one; the exercise compares the 8-bit "
+            "model with the 4-bit one",
+        ),
+        (
+            ref["bf16"] / ref["footprint_4bit"],
+            "this compares a 16-bit model with the 4-bit one; the exercise compares the 8-bit "
+            "model with the 4-bit one",
+        ),
+        (mine, "the ratio follows your footprints; fix those (see above) and it will follow"),
+    ]
+    for target, hint in known:
+        if target is not None and math.isclose(ratio, target, abs_tol=RATIO_ATOL):
+            return hint
+    return "ratio should be footprint_8bit / footprint_4bit, computed from the two measurements"
+
+
+@EXERCISE.item("your explanation of the ratio (read by a person)", points=2, review=True)
+def _review_explanation(answers):
+    return "a person reads your explanation in the markdown cell of section 4"
