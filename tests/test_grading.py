@@ -270,6 +270,7 @@ def test_the_course_exercise_masters_grade_full_and_their_release_zero(tmp_path)
 def test_grading_works_inside_a_running_event_loop(tmp_path):
     """As in a Jupyter cell, where asyncio.run() alone would refuse to start."""
     import asyncio
+    import concurrent.futures
 
     from lora_course.grading import grade_submission
     from lora_course.submissions import load_masters
@@ -283,7 +284,9 @@ def test_grading_works_inside_a_running_event_loop(tmp_path):
     async def inside_a_loop():
         return grade_submission("x", path, [path], masters, cell_timeout=60, timeout=60)
 
-    sub = asyncio.run(inside_a_loop())
+    # in a thread of its own: this test session may itself hold a running loop (Playwright's)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        sub = pool.submit(asyncio.run, inside_a_loop()).result()
     assert sub.status == "ok", sub.message
     (result,) = sub.results.values()
     assert result.score == result.max_score > 0

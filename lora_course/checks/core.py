@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["CheckItem", "CheckResult", "Exercise", "Feedback", "NOT_ATTEMPTED"]
+__all__ = ["CheckItem", "CheckResult", "Exercise", "Feedback", "NOT_ATTEMPTED", "as_table"]
 
 NOT_ATTEMPTED = "not attempted"
 
@@ -275,3 +275,25 @@ class Exercise:
             return CheckItem(spec.name, True, spec.points, spec.points)
         hint = outcome if isinstance(outcome, str) and outcome else "not correct yet"
         return CheckItem(spec.name, False, 0, spec.points, hint)
+
+
+def as_table(value: Any, name: str, how: str, when_empty: str):
+    """A learner's table answer as a DataFrame with lower-case column names, or ``Feedback``.
+
+    Accepts a DataFrame, a dict of lists or a list of records (what a grader's JSON gives
+    back). ``how`` tells the learner how to build it; ``when_empty`` what an empty one lacks.
+    """
+    import pandas as pd
+
+    if isinstance(value, str | bytes | int | float) or not hasattr(value, "__len__"):
+        raise Feedback(f"`{name}` should be a pandas DataFrame, got {type(value).__name__}; {how}")
+    try:
+        frame = value.copy() if isinstance(value, pd.DataFrame) else pd.DataFrame(value)
+    except Exception as exc:
+        raise Feedback(
+            f"`{name}` could not be read as a table ({type(exc).__name__}); {how}"
+        ) from None
+    if frame.empty:
+        raise Feedback(f"`{name}` is empty: {when_empty}")
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    return frame

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from lora_course.checks.core import Exercise, Feedback
+from lora_course.checks.core import Exercise, Feedback, as_table
 
 __all__ = ["EXERCISE", "D", "RANKS", "COLUMNS", "expected_row"]
 
@@ -53,24 +53,14 @@ def expected_row(rank: int) -> dict[str, float]:
 
 @EXERCISE.prepare
 def _as_frame(answers: dict) -> dict:
-    import pandas as pd
 
-    table = answers["table"]
-    if isinstance(table, str | bytes | int | float) or not hasattr(table, "__len__"):
-        raise Feedback(
-            f"`table` should be a pandas DataFrame, got {type(table).__name__}; build it with "
-            'pd.DataFrame(rows) where rows is a list of dicts such as {"rank": 4, ...}'
-        )
-    try:
-        frame = table.copy() if isinstance(table, pd.DataFrame) else pd.DataFrame(table)
-    except Exception as exc:
-        raise Feedback(
-            f"`table` could not be read as a table ({type(exc).__name__}); make it a pandas "
-            "DataFrame with columns rank, trainable, total, ratio"
-        ) from None
-    if frame.empty:
-        raise Feedback("`table` is empty: add one row for each rank 4, 8, 16 and 32")
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    frame = as_table(
+        answers["table"],
+        "table",
+        how="build it with pd.DataFrame(rows) where rows is a list of dicts such as "
+        '{"rank": 4, ...}',
+        when_empty="add one row for each rank 4, 8, 16 and 32",
+    )
     if "rank" not in frame.columns and frame.index.name and frame.index.name.lower() == "rank":
         frame = frame.reset_index()
         frame.columns = [str(c).strip().lower() for c in frame.columns]

@@ -25,7 +25,7 @@ import contextlib
 import functools
 import math
 
-from lora_course.checks.core import Exercise, Feedback
+from lora_course.checks.core import Exercise, Feedback, as_table
 
 __all__ = [
     "EXERCISE",
@@ -72,21 +72,12 @@ def _as_frame(answers: dict) -> dict:
     table = answers["results"]
     if table is None:
         raise Feedback("`results` is not set: results = summarize(history) after your sweep")
-    if isinstance(table, str | bytes | int | float) or not hasattr(table, "__len__"):
-        raise Feedback(
-            f"`results` should be a pandas DataFrame, got {type(table).__name__}; use "
-            "results = summarize(sweep(settings))"
-        )
-    try:
-        frame = table.copy() if isinstance(table, pd.DataFrame) else pd.DataFrame(table)
-    except Exception as exc:
-        raise Feedback(
-            f"`results` could not be read as a table ({type(exc).__name__}); use "
-            "results = summarize(sweep(settings))"
-        ) from None
-    if frame.empty:
-        raise Feedback("`results` is empty: run your sweep and pass summarize(history)")
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    frame = as_table(
+        table,
+        "results",
+        how="use results = summarize(sweep(settings))",
+        when_empty="run your sweep and pass summarize(history)",
+    )
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise Feedback(
