@@ -8,6 +8,7 @@ same conditions for both.
 
 from __future__ import annotations
 
+import math
 import platform
 import statistics
 import time
@@ -17,18 +18,32 @@ import torch
 
 
 def interleaved_medians(
-    candidates: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 1
+    candidates: dict[str, Callable[[], object]],
+    repeats: int = 7,
+    warmup: int = 1,
+    min_sample_s: float = 0.05,
 ) -> dict[str, float]:
-    """Median seconds per call of each candidate, measured in interleaved repetitions."""
-    for _ in range(warmup):
-        for fn in candidates.values():
+    """Median seconds per call of each candidate, measured in interleaved repetitions.
+
+    Each sample times ``number`` calls in a row, the same ``number`` for every candidate,
+    chosen so that the fastest candidate's sample lasts at least ``min_sample_s``: one call of
+    a few milliseconds is too short to time against the clock's and the scheduler's noise.
+    """
+    once = {}
+    for name, fn in candidates.items():
+        for _ in range(warmup):
             fn()
+        start = time.perf_counter()
+        fn()
+        once[name] = time.perf_counter() - start
+    number = max(1, math.ceil(min_sample_s / max(min(once.values()), 1e-9)))
     samples: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, fn in candidates.items():
             start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
+            for _ in range(number):
+                fn()
+            samples[name].append((time.perf_counter() - start) / number)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 

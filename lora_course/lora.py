@@ -117,7 +117,8 @@ class LoRALayer(nn.Module):
         if self.merged:
             return result
         h = self.lora_A(self.lora_dropout(x.to(self.lora_A.weight.dtype)))  # (..., r)
-        return result + (self.lora_B(h) * self.scaling).to(result.dtype)  # (..., out)
+        update = self.lora_B(h).to(result.dtype)  # (..., out)
+        return torch.add(result, update, alpha=self.scaling)  # scale and add in one pass
 
     def get_delta_weight(self) -> torch.Tensor:
         """The update this adapter adds to W: ``scaling * B @ A``, shape (out, in)."""
