@@ -5,11 +5,15 @@ inside the functions that need them, so the first cell of every notebook stays f
 """
 
 import logging
+import warnings
 
 # bitsandbytes' CPU backend logs a warning when the optional `kernels` package (which would
 # download a kernel from a hub) is absent; the built-in CPU kernels are used instead and work.
 # The course runs offline on purpose, so that notice is noise for learners.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+# peft's prepare_model_for_kbit_training reads an attribute transformers 5 deprecates; the
+# warning is for peft's authors, not for learners.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 from lora_course.data import load_task  # noqa: E402
 from lora_course.lora import LoRALayer, add_lora, lora_layers  # noqa: E402

@@ -21,6 +21,24 @@ def _doctor(args) -> int:
     return 0 if (table["status"] == "OK").all() else 1
 
 
+def _coalesce_streams(cell) -> None:
+    """Join consecutive stdout (or stderr) outputs: how a print is split into messages depends
+    on timing, and saved notebooks should not change with it."""
+    merged = []
+    for out in cell.get("outputs", []):
+        prev = merged[-1] if merged else None
+        if (
+            prev is not None
+            and out.get("output_type") == prev.get("output_type") == "stream"
+            and out.get("name") == prev.get("name")
+        ):
+            prev["text"] += out["text"]
+        else:
+            merged.append(out)
+    if "outputs" in cell:
+        cell["outputs"] = merged
+
+
 def _execute(args) -> int:
     import nbformat
     from nbclient import NotebookClient
@@ -39,6 +57,8 @@ def _execute(args) -> int:
             resources={"metadata": {"path": str(path.parent)}},
         )
         client.execute()
+        for cell in nb.cells:
+            _coalesce_streams(cell)
         nbformat.write(nb, path)
         print(f"executed {path}")
     return 0

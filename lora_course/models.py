@@ -127,6 +127,20 @@ def _quiet_int8_cast_notice() -> None:
         log.addFilter(_DropInt8CastNotice())
 
 
+def _keep_4bit_layers_trainable(model) -> None:
+    """Stop bitsandbytes from repacking 4-bit weights for CPU inference.
+
+    On CPUs with AVX512-BF16, bitsandbytes 0.50 repacks a ``Linear4bit`` weight in place the
+    first time the layer runs in eval mode without gradients (``evaluate``, ``generate``).
+    The repacked layer computes the same outputs but passes no gradient back to its input, so a
+    LoRA trained afterwards gets zero gradient in every layer below the top one. QLoRA needs
+    those gradients; inference speed on the tiny model does not need the repacking.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
 @contextlib.contextmanager
 def _progress_bars(enabled: bool):
     from transformers.utils import logging as hf_logging
@@ -233,6 +247,8 @@ def load_model(
             "Llama need `hf auth login` and an accepted licence), or unset "
             f"{MODEL_ENV} to use the offline tiny model"
         ) from exc
+    if quantization is not None and quantization.load_in_4bit:
+        _keep_4bit_layers_trainable(model)
     if not is_hub and quantization is None:
         model = model.to(device)
     model.eval()

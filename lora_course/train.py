@@ -64,6 +64,18 @@ def finetune(
             "the model has no trainable parameters: add adapters first, e.g. "
             "add_lora(model, 'all-linear', rank=8, alpha=16) or peft.get_peft_model(...)"
         )
+    packed = [
+        name
+        for name, p in model.named_parameters()
+        if getattr(getattr(p, "quant_state", None), "packing_format_for_cpu", False)
+    ]
+    if packed:
+        raise ValueError(
+            f"{len(packed)} 4-bit weights (e.g. {packed[0]}) were repacked by bitsandbytes for "
+            "CPU inference, and gradients do not flow back through repacked layers. Load the "
+            "model with lora_course.load_model(quantization=...), which prevents this, or set "
+            "support_avx512bf16_for_cpu = False on its Linear4bit layers before evaluating it"
+        )
     torch.manual_seed(seed)  # dropout inside the adapters
     data = batches(_tokenized(tokenizer, dataset), batch_size, tokenizer.pad_token_id, seed)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lora_course import add_lora, count_parameters
-from lora_course.data import load_task
+from lora_course.data import collate, load_task, tokenize_example
 from lora_course.models import load_model
 from lora_course.train import evaluate, finetune, generate
 
@@ -116,3 +116,25 @@ def test_errors_name_the_fix(task):
         finetune(model, tokenizer, task["train"], steps=0, progress=False)
     with pytest.raises(ValueError, match="dataset is empty"):
         evaluate(model, tokenizer, [])
+
+
+def test_qlora_gradients_reach_the_first_layer_after_an_evaluation():
+    """bitsandbytes repacks 4-bit weights on the first eval forward on some CPUs, and then
+    passes no gradient back; load_model prevents that, so training after evaluating works."""
+    model, tokenizer = load_model(quantization="nf4", device="cpu")
+    evaluate(model, tokenizer, load_task("test")[:4])
+    add_lora(model, "all-linear", rank=4, alpha=8)
+    examples = [tokenize_example(tokenizer, ex) for ex in load_task("train")[:8]]
+    model.train()
+    model(**collate(examples, tokenizer.pad_token_id)).loss.backward()
+    grad = model.model.layers[0].self_attn.q_proj.lora_B.weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
+def test_finetune_refuses_a_4bit_model_repacked_for_inference():
+    model, tokenizer = load_model(quantization="nf4", device="cpu")
+    layer = model.model.layers[0].self_attn.q_proj
+    layer.weight.quant_state.packing_format_for_cpu = True  # as bitsandbytes' repacking leaves it
+    add_lora(model, "all-linear", rank=4, alpha=8)
+    with pytest.raises(ValueError, match="repacked by bitsandbytes.*load_model"):
+        finetune(model, tokenizer, load_task("train")[:8], steps=1, progress=False)
