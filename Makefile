@@ -27,7 +27,6 @@ help:
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	$(BIN)/python -m ipykernel install --user --name $(KERNEL) --display-name "Python (lora-course)" >/dev/null
 	@rm -f $(VENV)/.installed-*

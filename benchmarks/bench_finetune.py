@@ -75,11 +75,11 @@ def rows(steps: int = 20, repeats: int = 3) -> list[dict]:
             ("trainable", "trainable parameters", ""),
             ("rss_mb", "peak RSS", "MB"),
         ):
-            detail = (
-                f"{m[key]:,.0f} vs {full[key]:,.0f}"
-                if key == "trainable"
-                else f"{m[key]:.3g} {unit} vs {full[key]:.3g} {unit}"
-            )
+            if key == "step_s":
+                detail = f"{m[key] * 1e3:.1f} ms vs {full[key] * 1e3:.1f} ms"
+            else:
+                unit = f" {unit}" if unit else ""
+                detail = f"{m[key]:,.0f}{unit} vs {full[key]:,.0f}{unit}"
             out.append(
                 {
                     "row": 5,

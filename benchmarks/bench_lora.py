@@ -3,6 +3,9 @@
 1. forward + backward, ours vs PEFT's LoRA ``Linear`` (target: ours / PEFT <= 1.0);
 2. merged LoRA vs the plain ``nn.Linear`` at inference (target: <= 1.02);
 3. unmerged LoRA vs plain at inference (no target: it shows why one merges).
+
+Row 0 times the same work twice (a copy of the plain layer against the plain layer): how far
+from 1 that ratio lands is the noise floor of this machine, against which the others read.
 """
 
 from __future__ import annotations
@@ -63,11 +66,22 @@ def rows(sizes=(1024, 4096), ranks=(8, 64), repeats: int = 7) -> list[dict]:
             t = interleaved_medians(
                 {
                     "plain": partial(plain, x),
+                    "plain copy": partial(copy.deepcopy(plain), x),
                     "merged": partial(merged, x),
                     "unmerged": partial(ours, x),
                 },
                 repeats,
             )
+        out.append(
+            {
+                "row": 0,
+                "what": f"noise floor, d={d}: a copy of the plain Linear / the plain Linear",
+                "value": t["plain copy"] / t["plain"],
+                "target": "1 (same work)",
+                "met": None,
+                "detail": f"{t['plain copy'] * 1e3:.2f} ms vs {t['plain'] * 1e3:.2f} ms",
+            }
+        )
         out.append(
             {
                 "row": 2,

@@ -21,7 +21,7 @@ def interleaved_medians(
     candidates: dict[str, Callable[[], object]],
     repeats: int = 7,
     warmup: int = 1,
-    min_sample_s: float = 0.05,
+    min_sample_s: float = 0.2,
 ) -> dict[str, float]:
     """Median seconds per call of each candidate, measured in interleaved repetitions.
 
