@@ -29,6 +29,9 @@ $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	$(BIN)/python -m ipykernel install --user --name $(KERNEL) --display-name "Python (lora-course)" >/dev/null
+	@# The course works offline: no news feed or update check asking the network on every start.
+	@mkdir -p $(VENV)/share/jupyter/lab/settings
+	@cp etc/jupyterlab-overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
