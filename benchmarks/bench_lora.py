@@ -14,7 +14,7 @@ import copy
 from functools import partial
 
 import torch
-from timing import interleaved_medians
+from timing import interleaved_medians, ratio_row
 from torch import nn
 
 from lora_course import LoRALayer
@@ -48,16 +48,8 @@ def rows(sizes=(1024, 4096), ranks=(8, 64), repeats: int = 7) -> list[dict]:
             t = interleaved_medians(
                 {"ours": _train_step(ours, x), "peft": _train_step(theirs, x)}, repeats
             )
-            out.append(
-                {
-                    "row": 1,
-                    "what": f"LoRA fwd+bwd, d={d}, r={rank}, {TOKENS} tokens: ours / PEFT",
-                    "value": t["ours"] / t["peft"],
-                    "target": "<= 1.0",
-                    "met": t["ours"] / t["peft"] <= 1.0,
-                    "detail": f"{t['ours'] * 1e3:.1f} ms vs {t['peft'] * 1e3:.1f} ms",
-                }
-            )
+            what = f"LoRA fwd+bwd, d={d}, r={rank}, {TOKENS} tokens: ours / PEFT"
+            out.append(ratio_row(1, what, t, "ours", "peft", limit=1.0))
         ours, _ = _pair(d, 8)
         plain = copy.deepcopy(ours.original)
         merged = copy.deepcopy(ours)
@@ -72,34 +64,33 @@ def rows(sizes=(1024, 4096), ranks=(8, 64), repeats: int = 7) -> list[dict]:
                 },
                 repeats,
             )
-        out.append(
-            {
-                "row": 0,
-                "what": f"noise floor, d={d}: a copy of the plain Linear / the plain Linear",
-                "value": t["plain copy"] / t["plain"],
-                "target": "1 (same work)",
-                "met": None,
-                "detail": f"{t['plain copy'] * 1e3:.2f} ms vs {t['plain'] * 1e3:.2f} ms",
-            }
-        )
-        out.append(
-            {
-                "row": 2,
-                "what": f"inference, d={d}, r=8: merged LoRA / plain Linear",
-                "value": t["merged"] / t["plain"],
-                "target": "<= 1.02",
-                "met": t["merged"] / t["plain"] <= 1.02,
-                "detail": f"{t['merged'] * 1e3:.2f} ms vs {t['plain'] * 1e3:.2f} ms",
-            }
-        )
-        out.append(
-            {
-                "row": 3,
-                "what": f"inference, d={d}, r=8: unmerged LoRA / plain Linear",
-                "value": t["unmerged"] / t["plain"],
-                "target": "none (why one merges)",
-                "met": None,
-                "detail": f"{t['unmerged'] * 1e3:.2f} ms vs {t['plain'] * 1e3:.2f} ms",
-            }
-        )
+        out += [
+            ratio_row(
+                0,
+                f"noise floor, d={d}: a copy of the plain Linear / the plain Linear",
+                t,
+                "plain copy",
+                "plain",
+                target="1 (same work)",
+                digits=2,
+            ),
+            ratio_row(
+                2,
+                f"inference, d={d}, r=8: merged LoRA / plain Linear",
+                t,
+                "merged",
+                "plain",
+                limit=1.02,
+                digits=2,
+            ),
+            ratio_row(
+                3,
+                f"inference, d={d}, r=8: unmerged LoRA / plain Linear",
+                t,
+                "unmerged",
+                "plain",
+                target="none (why one merges)",
+                digits=2,
+            ),
+        ]
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-from timing import interleaved_medians
+from timing import interleaved_medians, ratio_row
 
 from lora_course.nf4 import dequantize_nf4, quantize_nf4
 
@@ -41,20 +41,20 @@ def rows(size: int = 4096, repeats: int = 7) -> list[dict]:
     )
     shape = f"{size}x{size}"
     return [
-        {
-            "row": 4,
-            "what": f"NF4 quantize {shape} (bit-exact): ours / bitsandbytes",
-            "value": quant["ours"] / quant["bnb"],
-            "target": "<= 1.5",
-            "met": quant["ours"] / quant["bnb"] <= 1.5,
-            "detail": f"{quant['ours'] * 1e3:.1f} ms vs {quant['bnb'] * 1e3:.1f} ms",
-        },
-        {
-            "row": 4,
-            "what": f"NF4 dequantize {shape} (bit-exact): ours / bitsandbytes",
-            "value": dequant["ours"] / dequant["bnb"],
-            "target": "none",
-            "met": None,
-            "detail": f"{dequant['ours'] * 1e3:.1f} ms vs {dequant['bnb'] * 1e3:.1f} ms",
-        },
+        ratio_row(
+            4,
+            f"NF4 quantize {shape} (bit-exact): ours / bitsandbytes",
+            quant,
+            "ours",
+            "bnb",
+            limit=1.5,
+        ),
+        ratio_row(
+            4,
+            f"NF4 dequantize {shape} (bit-exact): ours / bitsandbytes",
+            dequant,
+            "ours",
+            "bnb",
+            target="none",
+        ),
     ]

@@ -47,6 +47,32 @@ def interleaved_medians(
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def ratio_row(
+    row: int,
+    what: str,
+    times: dict[str, float],
+    ours: str,
+    reference: str,
+    limit: float | None = None,
+    target: str | None = None,
+    digits: int = 1,
+) -> dict:
+    """One table row: ``times[ours] / times[reference]``, met when at most ``limit``.
+
+    ``target`` is the text shown when there is no limit to meet; ``digits`` the milliseconds'
+    decimals in the detail column.
+    """
+    value = times[ours] / times[reference]
+    return {
+        "row": row,
+        "what": what,
+        "value": value,
+        "target": f"<= {limit}" if limit is not None else target,
+        "met": value <= limit if limit is not None else None,
+        "detail": f"{times[ours] * 1e3:.{digits}f} ms vs {times[reference] * 1e3:.{digits}f} ms",
+    }
+
+
 def machine() -> str:
     """One line naming the machine the numbers were measured on."""
     cpu = platform.processor() or platform.machine()
