@@ -73,7 +73,7 @@ def _masters_folder(given: str | None) -> Path:
 
 
 def _release(args) -> int:
-    from lora_course.release import MarkerError, master_notebooks, release_all
+    from lora_course.classroom.release import MarkerError, master_notebooks, release_all
 
     try:
         masters = [Path(n) for n in args.notebooks] or master_notebooks(
@@ -97,9 +97,9 @@ def _release(args) -> int:
 def _grade(args) -> int:
     from tqdm import tqdm
 
-    from lora_course.gradebook import write_outputs
-    from lora_course.grading import grade
-    from lora_course.submissions import find_submissions, load_masters
+    from lora_course.classroom.gradebook import write_outputs
+    from lora_course.classroom.grading import grade
+    from lora_course.classroom.submissions import find_submissions, load_masters
 
     try:
         masters = load_masters(_masters_folder(args.masters))
@@ -146,7 +146,7 @@ def _build_model(args) -> int:
 
 
 def _slides(args) -> int:
-    from lora_course.slides import SlidesError, build_all
+    from lora_course.classroom.slides import SlidesError, build_all
 
     notebooks = args.notebooks or sorted(Path("notebooks").glob("*.ipynb"))
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-MASTER_NAME = "04_exercise_1.ipynb"
+MASTER_NAME = "05_exercise_1.ipynb"
 
 SETUP = """\
 import pandas as pd

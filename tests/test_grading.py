@@ -13,8 +13,8 @@ import pytest
 from grading_notebooks import MASTER_NAME, SOLUTION, WRONG, answer, write_master
 
 from lora_course.__main__ import main
-from lora_course.answers import read_answers
-from lora_course.release import release_all
+from lora_course.classroom.answers import read_answers
+from lora_course.classroom.release import release_all
 
 pytestmark = pytest.mark.slow
 
@@ -145,8 +145,8 @@ def test_kernel_that_exits_is_reported_dead(graded):
 
 
 def test_kernel_death_detected_in_seconds(tmp_path):
-    from lora_course.grading import grade_submission
-    from lora_course.submissions import load_masters
+    from lora_course.classroom.grading import grade_submission
+    from lora_course.classroom.submissions import load_masters
 
     masters = load_masters(write_master(tmp_path / "m").parent)
     (released,) = release_all([masters[0].path], tmp_path / "r")
@@ -201,8 +201,8 @@ def test_grading_time_is_reported(graded):
 
 
 def test_crash_while_writing_keeps_the_previous_gradebook(tmp_path, monkeypatch):
-    from lora_course import gradebook
-    from lora_course.grading import Submission
+    from lora_course.classroom import gradebook
+    from lora_course.classroom.grading import Submission
 
     out = tmp_path / "gradebook.csv"
     out.write_text("previous\n")
@@ -235,7 +235,7 @@ def test_answer_file_is_parsed_defensively(tmp_path, content, note):
 
 
 def test_answer_file_round_trip(tmp_path):
-    from lora_course.answers import to_plain
+    from lora_course.classroom.answers import to_plain
 
     frame = pd.DataFrame({"rank": [4, 8], "ratio": [0.5, 0.25]}).set_index("rank")
     path = tmp_path / "answers.json"
@@ -247,8 +247,8 @@ def test_answer_file_round_trip(tmp_path):
 
 def test_the_course_exercise_masters_grade_full_and_their_release_zero(tmp_path):
     """The real notebooks/NN_exercise_*.ipynb: the master earns full marks, its release none."""
-    from lora_course.grading import grade
-    from lora_course.submissions import load_masters
+    from lora_course.classroom.grading import grade
+    from lora_course.classroom.submissions import load_masters
 
     masters = load_masters("notebooks")
     assert {ex for m in masters for ex in m.exercises} == {
@@ -274,8 +274,8 @@ def test_grading_works_inside_a_running_event_loop(tmp_path):
     import asyncio
     import concurrent.futures
 
-    from lora_course.grading import grade_submission
-    from lora_course.submissions import load_masters
+    from lora_course.classroom.grading import grade_submission
+    from lora_course.classroom.submissions import load_masters
 
     masters = load_masters(write_master(tmp_path / "m").parent)
     (released,) = release_all([masters[0].path], tmp_path / "r")

@@ -5,7 +5,7 @@ import pytest
 from grading_notebooks import CHECK, MASTER_NAME, SOLUTION, master_notebook, write_master
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from lora_course.release import (
+from lora_course.classroom.release import (
     CODE_PLACEHOLDER,
     TEXT_PLACEHOLDER,
     MarkerError,

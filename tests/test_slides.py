@@ -9,7 +9,13 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from lora_course.__main__ import main
-from lora_course.slides import SlidesError, build_all, build_deck, copy_assets, remote_references
+from lora_course.classroom.slides import (
+    SlidesError,
+    build_all,
+    build_deck,
+    copy_assets,
+    remote_references,
+)
 
 _LOADED = re.compile(r"<(?:script|link)\b[^>]*?\b(?:src|href)=\"([^\"]+)\"")
 

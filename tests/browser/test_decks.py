@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_course.slides import build_all
+from lora_course.classroom.slides import build_all
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

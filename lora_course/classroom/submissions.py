@@ -5,7 +5,7 @@
 - Exercise masters are the master notebooks ``NN_*.ipynb`` that call ``check("exercise_N", ...)``.
 - A submitted notebook answers the master whose file stem its name contains (compared in lower
   case with runs of other characters read as ``_``: ``Alice-04_Exercise_1 (2).ipynb`` answers
-  ``04_exercise_1``); failing that, the one master whose exercises its ``check`` calls name.
+  ``05_exercise_1``); failing that, the one master whose exercises its ``check`` calls name.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-from lora_course.release import answer_variables, check_calls, master_notebooks
+from lora_course.classroom.release import answer_variables, check_calls, master_notebooks
 
 __all__ = ["Master", "load_masters", "find_submissions", "match_master", "read_notebook"]
 

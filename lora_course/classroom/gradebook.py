@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lora_course.grading import Submission
+from lora_course.classroom.grading import Submission
 
 __all__ = ["gradebook", "feedback_text", "summary", "plot_totals", "write_outputs"]
 

@@ -6,7 +6,7 @@
    learner (all the notebooks in it form one submission; the folder name is the learner's).
 2. **Match it to a master.** Exercise notebooks are the masters (``notebooks/NN_*.ipynb``) that
    call ``check("exercise_N", ...)``. A submitted notebook belongs to the master whose file
-   stem its own name contains (``04_exercise_1.ipynb``, ``alice-04_exercise_1 (2).ipynb``);
+   stem its own name contains (``05_exercise_1.ipynb``, ``alice-05_exercise_1 (2).ipynb``);
    failing that, to the master whose exercises the notebook's own ``check`` calls name. What is
    graded, and which variables hold the answers, always comes from the master, never from the
    submission. In a learner folder, notebooks that match no exercise master are ignored.
@@ -17,7 +17,7 @@
    on; past the per-submission wall limit the kernel is killed. A kernel that dies is noticed
    within about a second.
 4. **Extract answers as data.** One more cell evaluates the master's answer expressions and
-   writes them as JSON (:mod:`lora_course.answers`); the grader parses it defensively.
+   writes them as JSON (:mod:`lora_course.classroom.answers`); the grader parses it defensively.
 5. **Check in the grader.** :func:`lora_course.checks.run_checks` runs here, in the grader's
    process, so a learner who redefines ``check``, patches ``lora_course`` or prints a fake pass
    line changes nothing.
@@ -43,9 +43,9 @@ from pathlib import Path
 
 import nbformat
 
-from lora_course.answers import export_source, read_answers
 from lora_course.checks import CheckResult, run_checks
-from lora_course.submissions import Master, find_submissions, match_master, read_notebook
+from lora_course.classroom.answers import export_source, read_answers
+from lora_course.classroom.submissions import Master, find_submissions, match_master, read_notebook
 
 __all__ = ["STATUSES", "NotebookRun", "Submission", "run_notebook", "grade_submission", "grade"]
 
