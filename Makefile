@@ -20,6 +20,7 @@ help:
 	@echo "make grade SUBMISSIONS=DIR   grade a folder of submissions into gradebook.csv"
 	@echo "make test      set up .venv, then lint, unit tests and every notebook under nbval"
 	@echo "make slides    build an offline reveal.js deck per notebook in build/slides/"
+	@echo "               (SOLUTIONS=1: the exercises' instructor decks, with the solutions)"
 	@echo "make test-browser  decks and JupyterLab checked in headless Chromium"
 	@echo "make bench     benchmarks: ours vs PEFT/bitsandbytes, LoRA vs full, notebook times"
 	@echo "make execute   re-run every master notebook top to bottom and save its outputs"
@@ -72,8 +73,10 @@ notebooks: setup
 test: lint chromium
 	$(BIN)/python -m pytest -rs tests --nbval-lax --nbval-current-env notebooks
 
+# Exercise decks show the task as learners get it; SOLUTIONS=1 builds the instructor's decks
+# (NN_exercise_N.solutions.slides.html) with the reference solutions.
 slides: setup
-	$(BIN)/python -m lora_course slides --out build/slides
+	$(BIN)/python -m lora_course slides --out build/slides $(if $(SOLUTIONS),--solutions)
 
 # Debian's chromium for the browser tests, installed once where apt-get is usable (as root, as
 # in CI); elsewhere the browser tests skip and say why. Playwright's own download never works here.

@@ -150,7 +150,7 @@ def _slides(args) -> int:
 
     notebooks = args.notebooks or sorted(Path("notebooks").glob("*.ipynb"))
     try:
-        decks = build_all(notebooks, args.out)
+        decks = build_all(notebooks, args.out, solutions=args.solutions)
     except SlidesError as err:
         print(f"slides: {err}", file=sys.stderr)
         return 2
@@ -203,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("notebooks", nargs="*", help="default: every notebooks/*.ipynb")
     p.add_argument(
         "--out", default="build/slides", help="folder for the decks (default %(default)s)"
+    )
+    p.add_argument(
+        "--solutions",
+        action="store_true",
+        help="exercises: build the instructor's deck from the master (NN.solutions.slides.html) "
+        "instead of the learners' deck from the student release",
     )
     p.set_defaults(func=_slides)
 

@@ -108,3 +108,45 @@ def test_cli_builds_the_named_notebooks(tmp_path, capsys):
     assert (tmp_path / "decks" / "cli.slides.html").is_file()
     assert "cli.slides.html" in capsys.readouterr().out
     assert main(["slides", str(tmp_path / "missing.ipynb"), "--out", str(tmp_path)]) == 2
+
+
+def _write_exercise(path):
+    task = new_code_cell(
+        "answer = None\n### BEGIN SOLUTION\n"
+        "answer = 'the secret reference answer'\n### END SOLUTION\nanswer",
+        execution_count=1,
+    )
+    task.outputs = [new_output("execute_result", data={"text/plain": "'the saved output'"})]
+    nb = new_notebook(
+        cells=[
+            _slide(new_markdown_cell("# An exercise\n\nDo the task."), "slide"),
+            _slide(task, "subslide"),
+            _slide(new_markdown_cell("## Summary\n\n- done"), "slide"),
+        ]
+    )
+    nbformat.write(nb, path)
+    return path
+
+
+def test_exercise_deck_shows_the_task_not_the_answer(tmp_path):
+    deck = build_deck(_write_exercise(tmp_path / "05_exercise_9.ipynb"), tmp_path / "out")
+    html = deck.read_text(encoding="utf-8")
+    assert deck.name == "05_exercise_9.slides.html"
+    assert "Do the task" in html
+    assert "the secret reference answer" not in html and "the saved output" not in html
+    assert "YOUR CODE HERE" in html
+
+
+def test_instructor_deck_with_solutions_on_request(tmp_path):
+    master = _write_exercise(tmp_path / "05_exercise_9.ipynb")
+    deck = build_deck(master, tmp_path / "out", solutions=True)
+    assert deck.name == "05_exercise_9.solutions.slides.html"
+    assert "the secret reference answer" in deck.read_text(encoding="utf-8")
+    lesson = build_deck(_write_notebook(tmp_path / "01_lesson.ipynb"), tmp_path / "out", True)
+    assert lesson.name == "01_lesson.slides.html"  # a lesson has no solutions to add
+
+
+def test_every_deck_lays_itself_out_to_fit(deck):
+    html = deck.read_text(encoding="utf-8")
+    assert "window.lcDeckReady = true" in html  # the page script of slide_layout
+    assert "center: false" in html  # top-aligned, so the band under the content stays free

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import nbformat
 
+from lora_course.classroom.slide_layout import LAYOUT_HTML
+
 __all__ = [
     "SlidesError",
     "asset_sources",
@@ -65,11 +67,15 @@ Reveal.initialize({
   controls: true,
   progress: true,
   slideNumber: "c/t",
+  center: false,  // top-aligned: the layout script keeps the bottom band free for the arrows
   transition: "{{ resources.reveal.transition }}",
   width: {{ resources.reveal.width }},
   height: {{ resources.reveal.height }},
   plugins: [RevealNotes],
 });
+</script>
+{{ resources.layout_html }}
+<script>
 // MathJax measures formulas on hidden slides as zero-sized: typeset again once shown.
 Reveal.on("slidechanged", function (event) {
   if (window.MathJax && MathJax.Hub) {
@@ -169,19 +175,38 @@ def remote_references(html: str) -> list[str]:
     return _REMOTE_TAG.findall(html) + _REMOTE_CSS.findall(html)
 
 
-def build_deck(notebook: str | Path, out_dir: str | Path) -> Path:
+def build_deck(notebook: str | Path, out_dir: str | Path, solutions: bool = False) -> Path:
     """Write ``out_dir/<notebook stem>.slides.html`` and the shared assets; return the deck's path.
+
+    An exercise (a master with solutions, see :mod:`lora_course.classroom.release`) is presented
+    as learners get it: the deck is built from its student release, which shows the task and
+    none of the answers (and no saved outputs). With ``solutions=True`` its deck is built from
+    the master instead and named ``<stem>.solutions.slides.html``, for the instructor.
 
     Raises ``SlidesError`` if the notebook is missing or the deck would still fetch anything from
     the network (for example a markdown image with an ``https://`` address).
     """
+    from lora_course.classroom.release import MarkerError, release_notebook
+
     notebook, out_dir = Path(notebook), Path(out_dir)
     if not notebook.is_file():
         raise SlidesError(f"no such notebook: {notebook}")
+    nb = nbformat.read(notebook, as_version=4)
+    try:
+        student, is_exercise = release_notebook(nb, notebook.name)
+    except MarkerError as err:
+        raise SlidesError(str(err)) from err
+    name = notebook.stem
+    if is_exercise and solutions:
+        name += ".solutions"
+    elif is_exercise:
+        nb = student
     out_dir.mkdir(parents=True, exist_ok=True)
     copy_assets(out_dir)
-    nb = nbformat.read(notebook, as_version=4)
-    resources = {"metadata": {"name": notebook.stem, "path": str(notebook.parent)}}
+    resources = {
+        "metadata": {"name": name, "path": str(notebook.parent)},
+        "layout_html": LAYOUT_HTML,
+    }
     html, _ = _exporter().from_notebook_node(nb, resources=resources)
     remote = remote_references(html)
     if remote:
@@ -189,13 +214,15 @@ def build_deck(notebook: str | Path, out_dir: str | Path) -> Path:
             f"{notebook} would load {remote[0]} from the network ({len(remote)} such URL(s)): "
             "save the file next to the notebook and link it by a relative path"
         )
-    deck = out_dir / f"{notebook.stem}.slides.html"
+    deck = out_dir / f"{name}.slides.html"
     deck.write_text(html, encoding="utf-8")
     return deck
 
 
-def build_all(notebooks: list[str | Path], out_dir: str | Path) -> list[Path]:
+def build_all(
+    notebooks: list[str | Path], out_dir: str | Path, solutions: bool = False
+) -> list[Path]:
     """Build one deck per notebook, in the order given; return the decks' paths."""
     if not notebooks:
         raise SlidesError("no notebooks given: expected notebooks/*.ipynb")
-    return [build_deck(nb, out_dir) for nb in notebooks]
+    return [build_deck(nb, out_dir, solutions=solutions) for nb in notebooks]

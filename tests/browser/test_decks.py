@@ -1,4 +1,5 @@
-"""Every notebook's deck opens from file:// with the network blocked and shows its title slide."""
+"""Every notebook's deck opens from file:// with the network blocked, shows its title slide, and
+fits: every slide, sub-slide and fragment step of every deck is walked at 1280 x 720."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from slide_fit import walk  # beside this file (tests/browser is on the path)
 
 from lora_course.classroom.slides import build_all
 
@@ -25,6 +27,15 @@ def decks():
     return {deck.name: deck for deck in build_all(NOTEBOOKS, DECKS)}
 
 
+def _open(decks, notebook, watched_page):
+    """Open the notebook's deck and wait until it has laid itself out and typeset its math."""
+    page = watched_page.page
+    page.goto(decks[f"{notebook.stem}.slides.html"].as_uri(), wait_until="load")
+    page.wait_for_function("() => window.lcDeckReady === true")
+    page.wait_for_function(MATHJAX_DONE)
+    return page
+
+
 def _title(notebook) -> str:
     first = json.loads(notebook.read_text(encoding="utf-8"))["cells"][0]
     return "".join(first["source"]).splitlines()[0].lstrip("# ").strip()
@@ -33,10 +44,7 @@ def _title(notebook) -> str:
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_deck_title_slide_renders_offline(notebook, decks, watched_page):
     deck = decks[f"{notebook.stem}.slides.html"]
-    page = watched_page.page
-    page.goto(deck.as_uri(), wait_until="load")
-    page.wait_for_function("() => window.Reveal && Reveal.isReady()")
-    page.wait_for_function(MATHJAX_DONE)
+    page = _open(decks, notebook, watched_page)
     title_slide = page.locator(".reveal .slides > section.present").first
     text = title_slide.inner_text()
     watched_page.screenshot(f"{notebook.stem}.slides.png")
@@ -63,3 +71,17 @@ def test_deck_title_slide_renders_offline(notebook, decks, watched_page):
 
 def test_every_deck_is_in_build_slides(decks):
     assert sorted(decks) == sorted(f"{nb.stem}.slides.html" for nb in NOTEBOOKS)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_step_of_the_deck_fits_the_slide(notebook, decks, watched_page):
+    deck = decks[f"{notebook.stem}.slides.html"]
+    page = _open(decks, notebook, watched_page)
+    bad = []
+    for label, problems in walk(page):
+        if problems:
+            shot = watched_page.screenshot(
+                f"{notebook.stem}.overflow.{label.replace(' ', '_')}.png"
+            )
+            bad.append(f"step {label}: {'; '.join(problems)} (screenshot {shot.name})")
+    assert not bad, f"{deck.name}: {len(bad)} step(s) do not fit:\n" + "\n".join(bad)
