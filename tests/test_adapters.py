@@ -358,3 +358,29 @@ def test_symptom_adapter_loaded_onto_a_merged_model(tmp_path, probe):
         warnings.simplefilter("always")
         again.merge_adapter()
     assert any("already merged" in str(w.message) for w in caught)
+
+
+# ------------------------------------------------------------------ figures
+
+
+def test_merge_ways_plot_has_a_bar_per_way_in_both_panels():
+    import pandas as pd
+
+    from lora_course.plots import plot_merge_ways
+
+    table = pd.DataFrame(
+        {"max |Δ logit|": [0.0, 2.7, 0.3, 2.0], "bytes": [2.6e6, 7.6e6, 4.5e6, 2.2e6]},
+        index=["unmerged", "(a) original", "(b) dequantize", "(c) requantize"],
+    )
+    left, right = plot_merge_ways(table).axes
+    assert [t.get_text() for t in left.get_xticklabels()] == ["unmerged", "(a)", "(b)", "(c)"]
+    assert [b.get_height() for b in right.patches] == pytest.approx([2.6, 7.6, 4.5, 2.2])
+    assert left.get_ylabel() and right.get_ylabel() == "MB"
+
+
+def test_text_loss_plot_marks_the_base():
+    from lora_course.plots import plot_text_loss
+
+    ax = plot_text_loss({"base": 1.0, "LoRA": 3.0, "full": 1.1}).axes[0]
+    assert sorted(b.get_width() for b in ax.patches) == [1.0, 1.1, 3.0]
+    assert ax.get_legend().get_texts()[0].get_text() == "base: 1.00"
