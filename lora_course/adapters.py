@@ -123,19 +123,24 @@ def load_adapter(model: nn.Module, folder: str | Path) -> nn.Module:
     """Wrap ``model`` with LoRALayers and fill them from a PEFT LoRA folder (ours or PEFT's).
 
     The layers to wrap are read from the weight keys, so any ``target_modules`` form works;
-    rank, alpha and rsLoRA from the config. DoRA, per-layer ranks and biases are refused.
+    rank, alpha and rsLoRA from the config (dropout is left off: loading is for inference).
+    DoRA, per-layer ranks, biases and extra trained modules are refused with a ValueError.
     """
     from safetensors.torch import load_file
 
     folder = Path(folder)
     config = json.loads((folder / CONFIG_NAME).read_text())
-    unsupported = [k for k in ("use_dora", "rank_pattern", "alpha_pattern") if config.get(k)]
+    extras = ("use_dora", "rank_pattern", "alpha_pattern", "lora_bias", "modules_to_save")
+    unsupported = [k for k in extras if config.get(k)]
     if config.get("peft_type") != "LORA" or unsupported or config.get("bias", "none") != "none":
         raise ValueError(
             f"{folder} is not a plain LoRA adapter (peft_type={config.get('peft_type')!r}, "
             f"extras {unsupported}, bias={config.get('bias')!r}); load it with PEFT instead"
         )
     weights = load_file(folder / WEIGHTS_NAME)
+    other = [k for k in weights if not k.endswith((".lora_A.weight", ".lora_B.weight"))]
+    if other:
+        raise ValueError(f"{folder} holds more than LoRA's A and B (e.g. {other[0]})")
     paths = sorted({k[len(PEFT_PREFIX) :].rsplit(".lora_", 1)[0] for k in weights})
     add_lora(
         model,
@@ -180,7 +185,8 @@ def merge_4bit(model: nn.Module, how: str, original: nn.Module | None = None) ->
     how: ``"original"``: W0 + s B A with W0 the full-precision weight of the same layer in
     ``original`` (the unquantized base model), kept in W0's dtype; ``"dequantize"``:
     dequant(NF4) + s B A kept in bf16; ``"requantize"``: that sum quantized to NF4 again with
-    the base's own settings (blocksize, double quantization). In place; returns ``model``.
+    the base's own settings (blocksize, double quantization). In place; returns ``model``
+    (with ``"original"``, the layers of ``original`` are merged and moved into ``model``).
     """
     import bitsandbytes.functional as bnbf
 

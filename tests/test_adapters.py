@@ -125,6 +125,16 @@ def test_errors_name_the_problem(tmp_path):
     (tmp_path / adapters.CONFIG_NAME).write_text(json.dumps({**config, "use_dora": True}))
     with pytest.raises(ValueError, match="not a plain LoRA adapter"):
         adapters.load_adapter(load_model()[0], tmp_path)
+    from safetensors.torch import save_file
+
+    (tmp_path / adapters.CONFIG_NAME).write_text(json.dumps(config))
+    weights = load_file(tmp_path / adapters.WEIGHTS_NAME)
+    save_file(
+        {**weights, "base_model.model.lm_head.weight": torch.zeros(2, 2)},
+        tmp_path / adapters.WEIGHTS_NAME,
+    )
+    with pytest.raises(ValueError, match="more than LoRA's A and B"):
+        adapters.load_adapter(load_model()[0], tmp_path)
     lora_layers(ours)[0][1].merge()
     with pytest.raises(ValueError, match="merged"):
         adapters.adapter_state_dict(ours)
