@@ -11,6 +11,13 @@ sentiment:`` -> `` negative``. The LoRA only has to route knowledge the model al
 a new answer (a "style" change, which a small rank handles). Train and test use disjoint
 adjectives, so held-out accuracy measures generalisation, not memory.
 
+**Second task** (``data/finetune/stars``, notebook 08's second adapter). The same reviews in
+another format, ``rate: the soup was bland. stars:`` -> `` one`` (`` five`` when good): the same
+knowledge routed into other words, so two adapters on one base can be told apart.
+
+**Held-out pretraining text.** ``held_out_corpus`` draws documents from another seed and drops
+any the tiny model was pretrained on: the text to measure forgetting on.
+
 **Tokenisation.** ``tokenize_example`` gives ``input_ids = [bos] prompt answer [eos]`` and
 ``labels`` equal to ``input_ids`` with the prompt replaced by -100, the index that PyTorch's
 ``cross_entropy`` (and so ``LlamaForCausalLM``) ignores: the loss is the answer's alone.
@@ -27,6 +34,7 @@ import torch
 
 __all__ = [
     "FINETUNE_DIR",
+    "STARS_DIR",
     "DISHES",
     "PLACES",
     "POSITIVE",
@@ -35,12 +43,20 @@ __all__ = [
     "make_task",
     "write_task",
     "load_task",
+    "make_stars_task",
+    "write_stars_task",
+    "HELD_OUT_FILE",
+    "held_out_corpus",
+    "write_held_out_corpus",
+    "load_held_out_corpus",
     "tokenize_example",
     "collate",
     "batches",
 ]
 
 FINETUNE_DIR = Path(__file__).resolve().parent.parent / "data" / "finetune"
+STARS_DIR = FINETUNE_DIR / "stars"
+HELD_OUT_FILE = FINETUNE_DIR / "held_out_corpus.txt"
 
 DISHES = (
     "soup pizza pasta salad curry burger steak cake pie bread rice fish chicken taco omelette "
@@ -143,12 +159,11 @@ def corpus(n_docs: int, seed: int = 0) -> list[str]:
     return docs
 
 
-def make_task(n_train: int = 200, n_test: int = 200, seed: int = 1) -> dict[str, list[dict]]:
-    """The fine-tuning task: ``{"train": [...], "test": [...]}`` of ``{"prompt", "answer"}``.
-
-    Training items use the first 20 positive and 20 negative adjectives, test items the other
-    20 + 20, so no test adjective is ever seen in fine-tuning. Labels are balanced.
-    """
+def _labelled_task(
+    template: str, labels: tuple[str, str], n_train: int, n_test: int, seed: int
+) -> dict[str, list[dict]]:
+    """Balanced items ``template.format(review=...)`` -> ``labels[0]`` (good) / ``labels[1]``
+    (bad); train uses the first 20 adjectives of each list, test the last 20."""
     rng = random.Random(seed)
     split = {"train": (POSITIVE[:20], NEGATIVE[:20]), "test": (POSITIVE[20:], NEGATIVE[20:])}
     out = {}
@@ -160,8 +175,8 @@ def make_task(n_train: int = 200, n_test: int = 200, seed: int = 1) -> dict[str,
             adjective = rng.choice(positive if good else negative)
             items.append(
                 {
-                    "prompt": f"review: {_review(rng, adjective)} sentiment:",
-                    "answer": " positive" if good else " negative",
+                    "prompt": template.format(review=_review(rng, adjective)),
+                    "answer": labels[0] if good else labels[1],
                     "adjective": adjective,
                 }
             )
@@ -170,15 +185,80 @@ def make_task(n_train: int = 200, n_test: int = 200, seed: int = 1) -> dict[str,
     return out
 
 
-def write_task(folder: str | Path = FINETUNE_DIR, **kwargs) -> dict[str, Path]:
-    """Write ``make_task(**kwargs)`` as ``train.jsonl`` and ``test.jsonl`` in ``folder``."""
+def _write_jsonl(task: dict[str, list[dict]], folder: str | Path) -> dict[str, Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for name, items in make_task(**kwargs).items():
+    for name, items in task.items():
         paths[name] = folder / f"{name}.jsonl"
         paths[name].write_text("".join(json.dumps(item) + "\n" for item in items))
     return paths
+
+
+def make_task(n_train: int = 200, n_test: int = 200, seed: int = 1) -> dict[str, list[dict]]:
+    """The fine-tuning task: ``{"train": [...], "test": [...]}`` of ``{"prompt", "answer"}``.
+
+    Training items use the first 20 positive and 20 negative adjectives, test items the other
+    20 + 20, so no test adjective is ever seen in fine-tuning. Labels are balanced.
+    """
+    labels = (" positive", " negative")
+    return _labelled_task("review: {review} sentiment:", labels, n_train, n_test, seed)
+
+
+def write_task(folder: str | Path = FINETUNE_DIR, **kwargs) -> dict[str, Path]:
+    """Write ``make_task(**kwargs)`` as ``train.jsonl`` and ``test.jsonl`` in ``folder``."""
+    return _write_jsonl(make_task(**kwargs), folder)
+
+
+def make_stars_task(n_train: int = 200, n_test: int = 200, seed: int = 2) -> dict[str, list[dict]]:
+    """The second task: ``{"train": [...], "test": [...]}`` of ``{"prompt", "answer"}`` with
+    ``rate: <review> stars:`` -> `` five`` (good) or `` one`` (bad).
+
+    The same adjective split as ``make_task`` and balanced labels; another seed, so the reviews
+    differ from the sentiment task's.
+    """
+    return _labelled_task("rate: {review} stars:", (" five", " one"), n_train, n_test, seed)
+
+
+def write_stars_task(folder: str | Path = STARS_DIR, **kwargs) -> dict[str, Path]:
+    """Write ``make_stars_task(**kwargs)`` as ``train.jsonl`` and ``test.jsonl`` in ``folder``;
+    ``load_task(split, STARS_DIR)`` reads them back."""
+    return _write_jsonl(make_stars_task(**kwargs), folder)
+
+
+def held_out_corpus(
+    n_docs: int, seed: int = 1, pretraining_docs: int = 20000, pretraining_seed: int = 0
+) -> list[str]:
+    """``n_docs`` corpus documents the tiny model never saw: drawn with ``seed`` and kept only
+    if absent from ``corpus(pretraining_docs, pretraining_seed)``, the pretraining text
+    (``build_model.PRETRAIN``; a test checks the defaults match it)."""
+    if seed == pretraining_seed:
+        raise ValueError(f"seed must differ from pretraining_seed={pretraining_seed}, got {seed}")
+    seen = set(corpus(pretraining_docs, seed=pretraining_seed))
+    fresh = [doc for doc in corpus(4 * n_docs, seed=seed) if doc not in seen]
+    if len(fresh) < n_docs:
+        raise ValueError(f"only {len(fresh)} unseen documents; ask for fewer than {n_docs}")
+    return fresh[:n_docs]
+
+
+def write_held_out_corpus(path: str | Path = HELD_OUT_FILE, n_docs: int = 64) -> Path:
+    """Write ``held_out_corpus(n_docs)`` one document per line (generating the pretraining
+    corpus to exclude takes seconds; a notebook reads the file instead)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(doc + "\n" for doc in held_out_corpus(n_docs)))
+    return path
+
+
+def load_held_out_corpus(path: str | Path = HELD_OUT_FILE) -> list[str]:
+    """The held-out pretraining documents written by ``write_held_out_corpus``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing; restore it with `git checkout -- data/finetune` or rewrite it "
+            "with `python -c 'from lora_course.data import write_held_out_corpus as w; w()'`"
+        )
+    return [line for line in path.read_text().splitlines() if line.strip()]
 
 
 def load_task(split: str = "train", folder: str | Path = FINETUNE_DIR) -> list[dict]:

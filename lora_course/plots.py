@@ -21,6 +21,8 @@ __all__ = [
     "plot_memory_comparison",
     "plot_sweep",
     "plot_rank_sweep",
+    "plot_merge_ways",
+    "plot_text_loss",
 ]
 
 COURSE_STYLE = {
@@ -217,6 +219,41 @@ def plot_rank_sweep(summary, y: str = "final_loss", title: str | None = None):
     if y == "final_loss":
         ax.set_yscale("log")
     ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_merge_ways(table):
+    """Two panels for ``adapters.merge_4bit``'s ways (rows of ``table``, indexed by way): the
+    largest logit change against the unmerged QLoRA model, and the bytes of the weights (MB)."""
+    with mpl.rc_context(COURSE_STYLE):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    names = [str(way).split(" ", 1)[0] if str(way).startswith("(") else "unmerged"
+             for way in table.index]  # fmt: skip
+    colors = [f"C{i}" for i in range(len(names))]
+    left.bar(names, table["max |Δ logit|"], color=colors)
+    left.set_title("Distance from the unmerged model")
+    left.set_ylabel("max |Δ logit|")
+    right.bar(names, table["bytes"] / 1e6, color=colors)
+    right.set_title("Size of the weights")
+    right.set_ylabel("MB")
+    for ax in (left, right):
+        ax.bar_label(ax.containers[0], fmt="%.2f", fontsize=10)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_text_loss(losses: dict[str, float], title: str = "Loss on held-out pretraining text"):
+    """One horizontal bar per model (name -> mean next-token loss), the first (the base) drawn
+    as a dashed reference line: how far each training moved the model's own text."""
+    fig, ax = _new_axes(title, "mean next-token loss", "")
+    names, values = list(losses), list(losses.values())
+    bars = ax.barh(names[::-1], values[::-1], color=[f"C{i}" for i in range(len(names))][::-1])
+    ax.axvline(values[0], color="black", linestyle="--", label=f"{names[0]}: {values[0]:.2f}")
+    ax.bar_label(bars, fmt="%.2f", fontsize=10, padding=8)  # clear of the dashed line
+    ax.legend(loc="lower right")
     fig.tight_layout()
     plt.close(fig)
     return fig
