@@ -165,7 +165,11 @@ def _finetune(args) -> int:
     from lora_course.distributed import finetune_data_parallel
 
     options = {k: v for k, v in vars(args).items() if k not in ("command", "func")}
-    result = finetune_data_parallel(**options)
+    try:
+        result = finetune_data_parallel(**options)
+    except RuntimeError as exc:  # a launch that cannot give what was asked for
+        print(f"finetune: {exc}", file=sys.stderr)
+        return 2
     if int(os.environ.get("RANK", "0")) == 0:  # one report, not one per process
         print(
             f"held-out accuracy {result['accuracy']:.3f} on {result['test_items']} items after "

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from lora_course.distributed import _check_launch
+
 pytest.importorskip("accelerate")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,3 +66,14 @@ def test_two_processes_reach_the_accuracy_of_one(tmp_path):
     assert float(one["accuracy"]) >= 0.9
     assert abs(float(two["accuracy"]) - float(one["accuracy"])) <= 0.01  # 2 of 200 items
     assert one["items"] == two["items"] == "200"  # every test item evaluated exactly once
+
+
+def test_cpu_launcher_without_mpirun_is_refused(monkeypatch):
+    """`accelerate launch --cpu --num_processes 2` starts one process (no mpirun): say so."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    with pytest.raises(RuntimeError, match="--multi_gpu --num_processes N"):
+        _check_launch()
+    monkeypatch.setenv("WORLD_SIZE", "2")  # started by torchrun or mpirun: fine
+    _check_launch()
