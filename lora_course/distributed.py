@@ -21,7 +21,9 @@ Commands (``accelerate launch --help`` lists the rest)::
     accelerate launch --multi_gpu --num_processes 2 -m lora_course finetune  # 2 processes
 
 ``--multi_gpu`` starts the processes with torchrun; on a machine without a GPU this command
-runs them on the CPU over gloo, on a machine with N GPUs ``--num_processes N`` puts one on each.
+runs them on the CPU over gloo, on a machine with N GPUs ``--num_processes N`` puts one on each
+(not yet run on GPUs; a hub model is placed by ``load_model`` with ``device_map="auto"`` across
+every GPU, which DDP cannot train, so multi-GPU runs use the tiny model for now).
 ``accelerate launch --cpu --num_processes 2`` does NOT start two processes: its CPU launcher
 starts N processes only through mpirun (``--mpirun_hostfile``), otherwise one.
 """
