@@ -1,7 +1,8 @@
 """Row 4: our NF4 (plain torch) against bitsandbytes on the CPU, for one weight matrix.
 
 Bit-exactness is asserted first (packed bytes and absmax, then dequantized values); only then
-is time compared. Target: ours / bitsandbytes <= 1.5 for quantize. Dequantize is reported too.
+is time compared. Target: ours / bitsandbytes <= 1.5 for quantize and for dequantize (a QLoRA
+model dequantizes every weight on every forward pass).
 """
 
 from __future__ import annotations
@@ -55,6 +56,6 @@ def rows(size: int = 4096, repeats: int = 7) -> list[dict]:
             dequant,
             "ours",
             "bnb",
-            target="none",
+            limit=1.5,
         ),
     ]

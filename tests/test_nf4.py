@@ -81,6 +81,22 @@ def test_bytes_equal_bitsandbytes(dtype, shape, double_quant):
     assert_same_as_bnb((torch.randn(shape) * 0.02).to(dtype), double_quant)
 
 
+@pytest.mark.parametrize("blocksize", [32, 128, 256])
+def test_other_block_sizes_and_many_lookup_chunks(blocksize):
+    """Dequantization looks bytes up chunk by chunk: sizes over several chunks, a ragged last
+    chunk and a partial last block, for block sizes other than the default."""
+    torch.manual_seed(blocksize)
+    n = 3 * nf4._LOOKUP_CHUNK * 2 + 2 * blocksize + 7  # codes: 3 full chunks of bytes and more
+    for dtype, double_quant in [(torch.float32, False), (torch.bfloat16, True)]:
+        weight = (torch.randn(n) * 0.02).to(dtype)
+        packed, state = F.quantize_4bit(
+            weight, blocksize=blocksize, quant_type="nf4", compress_statistics=double_quant
+        )
+        ours = nf4.quantize_nf4(weight, blocksize=blocksize, double_quant=double_quant)
+        assert torch.equal(ours.packed, packed.reshape(-1))
+        assert torch.equal(nf4.dequantize_nf4(ours), bnb_dequantize(packed, state))
+
+
 def test_many_random_tensors():
     gen = torch.Generator().manual_seed(0)
     for i in range(24):
