@@ -35,4 +35,6 @@ def test_table_marks_missed_targets():
     text = run.table(
         [{"row": 1, "what": "x", "value": 1.2, "target": "<= 1.0", "met": False, "detail": "d"}]
     )
-    assert "| 1 | x | 1.2 | <= 1.0 | **no** | d |" in text
+    assert "| 1 | x | 1.2 | <= 1.0 | **no** | d | - |" in text
+    row = {"row": 6, "what": "y", "value": 2.0, "target": "t", "met": True, "detail": "d"}
+    assert "| yes | d | emulated |" in run.table([{**row, "bf16": "emulated"}])
