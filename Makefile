@@ -19,6 +19,7 @@ help:
 	@echo "make release   write every student notebook into release/ (solutions removed)"
 	@echo "make grade SUBMISSIONS=DIR   grade a folder of submissions into gradebook.csv"
 	@echo "make test      set up .venv, then lint, unit tests and every notebook under nbval"
+	@echo "               (in parallel, one worker per CPU; WORKERS=1 for one process)"
 	@echo "make slides    build an offline reveal.js deck per notebook in build/slides/"
 	@echo "make test-browser  decks and JupyterLab checked in headless Chromium"
 	@echo "make bench     benchmarks: ours vs PEFT/bitsandbytes, LoRA vs full, notebook times"
@@ -61,16 +62,22 @@ lint: setup
 	$(BIN)/ruff check lora_course tests notebooks benchmarks
 	$(BIN)/ruff format --check lora_course tests notebooks benchmarks
 
+# Test files and notebooks run in parallel, one worker per CPU (WORKERS=1 for one process):
+# --dist loadfile keeps each file, and each notebook's cells, in one worker and in order, which
+# nbval needs. A new test file or notebook joins by being there. --durations shows the slowest.
+WORKERS  ?= auto
+PARALLEL := -n $(WORKERS) --dist loadfile --durations=10
+
 unit: setup
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest $(PARALLEL) tests
 
 notebooks: setup
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env notebooks
+	$(BIN)/python -m pytest $(PARALLEL) --nbval-lax --nbval-current-env notebooks
 
 # One pytest run for unit tests, browser tests (tests/browser) and notebooks, so CI reads one
 # closing line; `chromium` first, so the browser tests run instead of skipping.
 test: lint chromium
-	$(BIN)/python -m pytest -rs tests --nbval-lax --nbval-current-env notebooks
+	$(BIN)/python -m pytest $(PARALLEL) -rs tests --nbval-lax --nbval-current-env notebooks
 
 slides: setup
 	$(BIN)/python -m lora_course slides --out build/slides

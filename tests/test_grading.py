@@ -245,24 +245,10 @@ def test_answer_file_round_trip(tmp_path):
     assert notes == []
 
 
-def test_the_course_exercise_masters_grade_full_and_their_release_zero(tmp_path):
+def test_the_course_exercise_masters_grade_full_and_their_release_zero(course_grading):
     """The real notebooks/NN_exercise_*.ipynb: the master earns full marks, its release none."""
-    from lora_course.classroom.grading import grade
-    from lora_course.classroom.submissions import load_masters
-
-    masters = load_masters("notebooks")
-    assert {ex for m in masters for ex in m.exercises} == {
-        "exercise_1",
-        "exercise_2",
-        "exercise_3",
-    }
-    subs = tmp_path / "subs"
-    (subs / "master").mkdir(parents=True)
-    (subs / "release").mkdir()
-    for master in masters:
-        (subs / "master" / master.path.name).write_bytes(master.path.read_bytes())
-    release_all([m.path for m in masters], subs / "release")
-    result = {s.name: s for s in grade(subs, masters, jobs=2, cell_timeout=120, timeout=300)}
+    assert course_grading["exercises"] == ["exercise_1", "exercise_2", "exercise_3"]
+    result = course_grading["submissions"]
     for exercise, check in result["master"].results.items():
         assert check.score == check.max_score, (exercise, str(check))
     assert result["master"].status == "ok"
