@@ -18,7 +18,9 @@ from lora_course.classroom.release import release_all
 
 pytestmark = pytest.mark.slow
 
-CELL_TIMEOUT, TIMEOUT = 10, 25  # seconds; generous for 2 shared cores
+# seconds; 10, 25 timed out every submission when xdist ran this beside notebooks on a loaded
+# 2-core machine (load average 17). The stubborn loop waits TIMEOUT idle, which xdist overlaps.
+CELL_TIMEOUT, TIMEOUT = 20, 60
 
 SUBMISSIONS = {
     "reference": dict(code=SOLUTION),
@@ -197,7 +199,7 @@ def test_grading_time_is_reported(graded):
     print(
         f"graded {len(graded['book'])} submissions in {graded['seconds']:.1f} s ({per:.1f} s each)"
     )
-    assert graded["seconds"] < 120
+    assert graded["seconds"] < 300
 
 
 def test_crash_while_writing_keeps_the_previous_gradebook(tmp_path, monkeypatch):
