@@ -67,6 +67,10 @@ lint: setup
 # nbval needs. A new test file or notebook joins by being there. --durations shows the slowest.
 WORKERS  ?= auto
 PARALLEL := -n $(WORKERS) --dist loadfile --durations=10
+# One torch thread per test process and notebook kernel: the workers already fill the cores, and
+# two threads waiting on each other on a busy machine made notebook 03's training cells take
+# 5-14 minutes instead of seconds (measured under load).
+unit notebooks test: export OMP_NUM_THREADS := 1
 
 unit: setup
 	$(BIN)/python -m pytest $(PARALLEL) tests
