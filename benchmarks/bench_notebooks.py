@@ -3,10 +3,17 @@
 Each notebook runs in its own ``pytest --nbval-lax`` process, as ``make test`` runs it, so the
 time includes the kernel start and every import the learner waits for.
 Target: the whole course under 5 minutes on a 2-core machine.
+
+The ``bf16`` column says whether the CPU computes bf16 natively (``lora_course.hardware``,
+measured in the same environment): it decides the compute dtype of notebook 03's QLoRA
+training, so the same notebook can take several times longer on a CPU that emulates bf16.
+``env`` (e.g. ``bench_dtype.EMULATE``, oneDNN limited to AVX2) runs every notebook in that
+environment, to time the course as a CPU without native bf16 would run it.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -16,8 +23,23 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 COURSE_TARGET_S = 300.0
 
 
-def rows() -> list[dict]:
+def bf16_support(env: dict | None = None) -> str:
+    """ "native" or "emulated", measured in a fresh process with ``env`` added."""
+    code = "from lora_course.hardware import native_bf16; print(native_bf16())"
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return "native" if proc.stdout.strip().splitlines()[-1] == "True" else "emulated"
+
+
+def rows(env: dict | None = None) -> list[dict]:
     out, total = [], 0.0
+    bf16 = bf16_support(env)
+    where = "".join(f", {k}={v}" for k, v in (env or {}).items())
     for nb in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
         start = time.perf_counter()
         proc = subprocess.run(
@@ -34,6 +56,7 @@ def rows() -> list[dict]:
             ],
             capture_output=True,
             text=True,
+            env={**os.environ, **(env or {})},
         )
         seconds = time.perf_counter() - start
         total += seconds
@@ -41,21 +64,23 @@ def rows() -> list[dict]:
         out.append(
             {
                 "row": 6,
-                "what": f"notebook {nb.stem} under nbval (s)",
+                "what": f"notebook {nb.stem} under nbval (s{where})",
                 "value": seconds,
                 "target": "~60 s",
                 "met": seconds <= 60 and proc.returncode == 0,
                 "detail": status,
+                "bf16": bf16,
             }
         )
     out.append(
         {
             "row": 6,
-            "what": "whole course under nbval (s)",
+            "what": f"whole course under nbval (s{where})",
             "value": total,
             "target": f"< {COURSE_TARGET_S:.0f} s",
             "met": total < COURSE_TARGET_S,
             "detail": f"{len(out)} notebooks",
+            "bf16": bf16,
         }
     )
     return out

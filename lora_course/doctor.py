@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Check", "package_versions", "run_checks", "report"]
+__all__ = ["Check", "compute_dtype_reason", "package_versions", "run_checks", "report"]
 
 PACKAGES = ("torch", "transformers", "bitsandbytes", "peft", "pandas", "matplotlib", "nbval")
 
@@ -92,6 +92,32 @@ def _check_bitsandbytes() -> Check:
     return Check("bitsandbytes 4-bit", True, f"NF4 round trip on {device}, max error {err:.3f}")
 
 
+def compute_dtype_reason(device: str | None = None) -> str:
+    """One sentence: the 4-bit compute dtype ``load_model("nf4")`` uses here, and why."""
+    from lora_course.hardware import NATIVE_LIMIT, bf16_slowdown, qlora_compute_dtype
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = str(qlora_compute_dtype(device)).removeprefix("torch.")
+    if device.startswith("cuda"):
+        return f"{dtype} on the GPU, the lesson's choice: GPUs compute bf16 natively"
+    ratio = bf16_slowdown()
+    how = "native" if ratio <= NATIVE_LIMIT else "emulated"
+    measured = f"a 4-bit layer step in bf16 takes {ratio:.1f}x its time in fp32 on this CPU"
+    if how == "native":
+        return f"{dtype}, as the lesson: bf16 is native here ({measured})"
+    return (
+        f"{dtype}, not the lesson's bf16: bf16 is emulated here ({measured}); the lesson's "
+        "bf16 is a GPU choice"
+    )
+
+
+def _check_compute_dtype() -> Check:
+    try:
+        return Check("QLoRA compute dtype", True, compute_dtype_reason())
+    except Exception as exc:  # bitsandbytes and plain torch both failed to run the probe
+        return Check("QLoRA compute dtype", False, f"could not measure bf16: {exc}", "")
+
+
 def _check_tiny_model() -> Check:
     try:
         models = importlib.import_module("lora_course.models")
@@ -116,6 +142,7 @@ def run_checks(include_model: bool = True) -> list[Check]:
     rows += _check_packages()
     rows.append(_check_device())
     rows.append(_check_bitsandbytes())
+    rows.append(_check_compute_dtype())
     if include_model:
         rows.append(_check_tiny_model())
     return rows

@@ -10,7 +10,11 @@ Quantization presets (``quantization_config(name)``):
 * ``"int8"``: ``BitsAndBytesConfig(load_in_8bit=True)``, LLM.int8() (Dettmers et al. 2022).
 * ``"nf4"``: exactly the lesson's QLoRA recipe (Dettmers et al. 2023, arXiv 2305.14314):
   4-bit NormalFloat storage, bf16 compute, double quantization. These are NOT the library's
-  defaults (fp4, fp32 compute, no double quantization).
+  defaults (fp4, fp32 compute, no double quantization). Given a device
+  (``quantization_config("nf4", device="cpu")``, and always inside ``load_model``) the compute
+  dtype is ``hardware.qlora_compute_dtype(device)``: the lesson's bf16 on a GPU and on a CPU that
+  computes bf16 natively, fp32 on a CPU that emulates bf16, where bf16 makes a QLoRA training
+  step several times slower (about 6x on the tiny model, measured) for the same result.
 
 bitsandbytes 0.50 runs both on the CPU, where transformers needs ``device_map="cpu"``.
 transformers and bitsandbytes are imported inside the functions, so ``import lora_course``
@@ -26,6 +30,8 @@ import re
 from pathlib import Path
 
 import torch
+
+from lora_course.hardware import qlora_compute_dtype
 
 __all__ = [
     "TINY_MODEL_DIR",
@@ -45,17 +51,23 @@ REBUILD = (
 )
 
 
-def quantization_config(name: str):
-    """The ``BitsAndBytesConfig`` preset called ``name``: ``"int8"`` or ``"nf4"``."""
+def quantization_config(name: str, device: str | None = None):
+    """The ``BitsAndBytesConfig`` preset called ``name``: ``"int8"`` or ``"nf4"``.
+
+    device: None for the lesson's config exactly as printed (nf4 with bf16 compute); ``"cpu"``
+        or ``"cuda"`` for the compute dtype that suits that device
+        (``lora_course.hardware.qlora_compute_dtype``: fp32 on a CPU without native bf16).
+    """
     from transformers import BitsAndBytesConfig
 
     if name == "int8":
         return BitsAndBytesConfig(load_in_8bit=True)
-    if name == "nf4":  # the lesson's config, field for field
+    if name == "nf4":  # the lesson's config, field for field; the compute dtype per device
+        compute = torch.bfloat16 if device is None else qlora_compute_dtype(device)
         return BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
-            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_compute_dtype=compute,
             bnb_4bit_use_double_quant=True,
         )
     raise ValueError(
@@ -165,7 +177,9 @@ def load_model(
 
     name: a hub id or a local folder; default ``$LORA_COURSE_MODEL`` or ``data/tiny-llama``.
     quantization: None (fp32 for the tiny model, the checkpoint's dtype for a hub model),
-        ``"int8"``, ``"nf4"`` (the lesson's ``BitsAndBytesConfig``) or a ``BitsAndBytesConfig``.
+        ``"int8"``, ``"nf4"`` (the lesson's ``BitsAndBytesConfig``, with the compute dtype of
+        ``quantization_config("nf4", device)``: fp32 on a CPU that emulates bf16) or a
+        ``BitsAndBytesConfig``, used as given.
     device: ``"cuda"`` or ``"cpu"``; default the GPU when there is one. A hub model uses
         ``device_map="auto"`` on a GPU.
     dtype: the float type of every layer that is not quantized, e.g. ``torch.bfloat16``;
@@ -174,9 +188,9 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     name = name or os.environ.get(MODEL_ENV) or None
-    if isinstance(quantization, str):
-        quantization = quantization_config(quantization)
-    elif quantization is not None and not isinstance(quantization, BitsAndBytesConfig):
+    if isinstance(quantization, str) and quantization not in QUANTIZATIONS:
+        quantization_config(quantization)  # raises the ValueError that lists the presets
+    if not isinstance(quantization, str | None | BitsAndBytesConfig):
         raise TypeError(
             f"quantization must be None, one of {list(QUANTIZATIONS)} or a BitsAndBytesConfig, "
             f"got {type(quantization).__name__}"
@@ -191,6 +205,8 @@ def load_model(
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' was asked for but torch sees no GPU; use device='cpu'")
+    if isinstance(quantization, str):
+        quantization = quantization_config(quantization, device=device)
 
     local = Path(name) if name else TINY_MODEL_DIR
     is_hub = name is not None and not local.exists()

@@ -1,7 +1,19 @@
-"""Shared fixtures."""
+"""Shared fixtures.
+
+``make test`` runs the test files and notebooks in parallel (pytest-xdist, ``--dist loadfile``:
+each file or notebook stays in one worker, in its order). Session fixtures then run once per
+worker, so an expensive one that several files need (``course_grading``) is computed once per
+run by whichever worker asks first and read from disk by the others.
+"""
+
+import os
+import pickle
+from pathlib import Path
 
 import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -12,3 +24,52 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def once_per_run(tmp_path_factory, name: str, compute):
+    """``compute()`` once per test run, shared by every xdist worker through a pickle.
+
+    The first worker to ask computes under a file lock and writes the pickle into the run's
+    shared temporary folder; a worker that asks later waits for the lock and reads it. Without
+    xdist it simply computes.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return compute()
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent  # one folder per run, above every worker's
+    path = shared / f"{name}.pickle"
+    with FileLock(str(path) + ".lock"):
+        if path.is_file():
+            return pickle.loads(path.read_bytes())
+        value = compute()
+        path.write_bytes(pickle.dumps(value))
+        return value
+
+
+def _grade_course_masters(root: Path) -> dict:
+    from lora_course.classroom.grading import grade
+    from lora_course.classroom.release import release_all
+    from lora_course.classroom.submissions import load_masters
+
+    masters = load_masters(ROOT / "notebooks")
+    subs = root / "subs"
+    (subs / "master").mkdir(parents=True)
+    (subs / "release").mkdir()
+    for master in masters:
+        (subs / "master" / master.path.name).write_bytes(master.path.read_bytes())
+    release_all([m.path for m in masters], subs / "release")
+    graded = grade(subs, masters, jobs=2, cell_timeout=120, timeout=300)
+    return {
+        "exercises": sorted({ex for m in masters for ex in m.exercises}),
+        "submissions": {s.name: s for s in graded},
+    }
+
+
+@pytest.fixture(scope="session")
+def course_grading(tmp_path_factory):
+    """The real exercise masters (``notebooks/*.ipynb`` with solution markers) and their student
+    releases, graded once per test run: ``{"exercises": [...], "submissions": {"master": ...,
+    "release": ...}}`` (``lora_course.classroom.grading.Submission`` each)."""
+    root = tmp_path_factory.mktemp("course-grading")
+    return once_per_run(tmp_path_factory, "course-grading", lambda: _grade_course_masters(root))

@@ -18,7 +18,9 @@ from lora_course.classroom.release import release_all
 
 pytestmark = pytest.mark.slow
 
-CELL_TIMEOUT, TIMEOUT = 10, 25  # seconds; generous for 2 shared cores
+# seconds; 10, 25 timed out every submission when xdist ran this beside notebooks on a loaded
+# 2-core machine (load average 17). The stubborn loop waits TIMEOUT idle, which xdist overlaps.
+CELL_TIMEOUT, TIMEOUT = 20, 60
 
 SUBMISSIONS = {
     "reference": dict(code=SOLUTION),
@@ -197,7 +199,7 @@ def test_grading_time_is_reported(graded):
     print(
         f"graded {len(graded['book'])} submissions in {graded['seconds']:.1f} s ({per:.1f} s each)"
     )
-    assert graded["seconds"] < 120
+    assert graded["seconds"] < 300
 
 
 def test_crash_while_writing_keeps_the_previous_gradebook(tmp_path, monkeypatch):
@@ -245,24 +247,10 @@ def test_answer_file_round_trip(tmp_path):
     assert notes == []
 
 
-def test_the_course_exercise_masters_grade_full_and_their_release_zero(tmp_path):
+def test_the_course_exercise_masters_grade_full_and_their_release_zero(course_grading):
     """The real notebooks/NN_exercise_*.ipynb: the master earns full marks, its release none."""
-    from lora_course.classroom.grading import grade
-    from lora_course.classroom.submissions import load_masters
-
-    masters = load_masters("notebooks")
-    assert {ex for m in masters for ex in m.exercises} == {
-        "exercise_1",
-        "exercise_2",
-        "exercise_3",
-    }
-    subs = tmp_path / "subs"
-    (subs / "master").mkdir(parents=True)
-    (subs / "release").mkdir()
-    for master in masters:
-        (subs / "master" / master.path.name).write_bytes(master.path.read_bytes())
-    release_all([m.path for m in masters], subs / "release")
-    result = {s.name: s for s in grade(subs, masters, jobs=2, cell_timeout=120, timeout=300)}
+    assert course_grading["exercises"] == ["exercise_1", "exercise_2", "exercise_3"]
+    result = course_grading["submissions"]
     for exercise, check in result["master"].results.items():
         assert check.score == check.max_score, (exercise, str(check))
     assert result["master"].status == "ok"

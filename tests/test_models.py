@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lora_course import models
+from lora_course.hardware import qlora_compute_dtype
 from lora_course.models import TINY_MODEL_DIR, load_model, quantization_config, weights_gb
 
 needs_cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU path")
@@ -57,7 +58,7 @@ def test_nf4_layers_are_bitsandbytes_linear4bit_with_the_lessons_settings(loaded
     layer = model.model.layers[0].self_attn.q_proj
     assert isinstance(layer, bnb.nn.Linear4bit)
     assert layer.weight.quant_state.quant_type == "nf4"
-    assert layer.compute_dtype == torch.bfloat16
+    assert layer.compute_dtype == qlora_compute_dtype("cpu")  # bf16 where the CPU computes it
     assert layer.weight.quant_state.nested  # double quantization
     assert not isinstance(model.lm_head, bnb.nn.Linear4bit)  # the head stays unquantized
 
@@ -75,6 +76,27 @@ def test_nf4_preset_equals_the_lessons_config_field_by_field():
     assert quantization_config("int8").to_dict() == BitsAndBytesConfig(load_in_8bit=True).to_dict()
     # ...and the lesson's recipe is not the library default
     assert BitsAndBytesConfig(load_in_4bit=True).to_dict() != lesson.to_dict()
+
+
+@pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_the_nf4_preset_computes_in_bf16_only_where_the_cpu_does(monkeypatch, native, expected):
+    from lora_course import hardware
+
+    monkeypatch.setattr(hardware, "native_bf16", lambda: native)
+    assert quantization_config("nf4").bnb_4bit_compute_dtype == torch.bfloat16  # as printed
+    assert quantization_config("nf4", device="cpu").bnb_4bit_compute_dtype == expected
+    model, _ = load_model(quantization="nf4", device="cpu")
+    assert model.model.layers[0].mlp.up_proj.compute_dtype == expected
+    # a config given explicitly is used as given: the lesson's bf16 stays bf16
+    model, _ = load_model(quantization=quantization_config("nf4"), device="cpu")
+    assert model.model.layers[0].mlp.up_proj.compute_dtype == torch.bfloat16
+
+
+def test_a_gpu_keeps_the_lessons_bf16(monkeypatch):
+    from lora_course import hardware
+
+    monkeypatch.setattr(hardware, "native_bf16", lambda: False)
+    assert quantization_config("nf4", device="cuda").bnb_4bit_compute_dtype == torch.bfloat16
 
 
 def test_a_config_object_is_accepted():

@@ -118,10 +118,17 @@ def test_errors_name_the_fix(task):
         evaluate(model, tokenizer, [])
 
 
-def test_qlora_gradients_reach_the_first_layer_after_an_evaluation():
+@pytest.mark.parametrize("native_bf16", [True, False], ids=["bf16-compute", "fp32-compute"])
+def test_qlora_gradients_reach_the_first_layer_after_an_evaluation(monkeypatch, native_bf16):
     """bitsandbytes repacks 4-bit weights on the first eval forward on some CPUs, and then
-    passes no gradient back; load_model prevents that, so training after evaluating works."""
+    passes no gradient back; load_model prevents that, so training after evaluating works,
+    with either compute dtype the nf4 preset picks (bf16 where native, fp32 where emulated)."""
+    from lora_course import hardware
+
+    monkeypatch.setattr(hardware, "native_bf16", lambda: native_bf16)
     model, tokenizer = load_model(quantization="nf4", device="cpu")
+    expected = torch.bfloat16 if native_bf16 else torch.float32
+    assert model.model.layers[0].self_attn.q_proj.compute_dtype == expected
     evaluate(model, tokenizer, load_task("test")[:4])
     add_lora(model, "all-linear", rank=4, alpha=8)
     examples = [tokenize_example(tokenizer, ex) for ex in load_task("train")[:8]]

@@ -1,0 +1,100 @@
+"""Does this CPU compute bf16 natively? Measured, not guessed from the CPU's name.
+
+The lesson's ``bnb_4bit_compute_dtype=torch.bfloat16`` is a GPU choice: every GPU since Ampere
+and CPUs with AVX512-BF16 (or AMX) multiply bf16 in hardware. Other CPUs (most laptops, AVX2
+servers) emulate it, converting every value to fp32 and back, and a QLoRA training step then
+costs several times more than the same step in fp32 (about 6-7x measured on the tiny model).
+
+``bf16_slowdown()`` times the path QLoRA actually takes, a bitsandbytes ``Linear4bit`` forward
+and backward with bf16 compute against the same layer with fp32 compute, interleaved, median
+of several, on one thread (so a busy machine slows both alike). The answer is cached for the
+process. ``qlora_compute_dtype(device)`` turns it into the compute dtype ``load_model``'s
+``"nf4"`` preset uses: bf16 on a GPU (the lesson's recipe) and on a CPU that computes bf16
+natively, fp32 on a CPU that emulates it.
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import time
+
+import torch
+
+__all__ = ["NATIVE_LIMIT", "bf16_slowdown", "native_bf16", "qlora_compute_dtype"]
+
+# bf16 time / fp32 time at or below which bf16 counts as native. Measured on the tiny model's
+# layer shape: 0.6-1.1 where AVX512-BF16 computes it, 6-9 where it is emulated (AVX2).
+NATIVE_LIMIT = 2.0
+
+
+def _layer_step(compute_dtype: torch.dtype, n_in: int = 192, n_out: int = 512, tokens: int = 256):
+    """A callable running one forward and backward through a 4-bit NF4 layer."""
+    import bitsandbytes as bnb
+
+    gen = torch.Generator().manual_seed(0)
+    layer = bnb.nn.Linear4bit(n_in, n_out, bias=False, compute_dtype=compute_dtype)
+    weight = torch.randn(n_out, n_in, generator=gen)
+    layer.weight = bnb.nn.Params4bit(weight, requires_grad=False, quant_type="nf4")
+    layer = layer.to("cpu")  # quantizes the weight
+    layer.train()  # the training path: dequantize, then a matmul in the compute dtype
+    x = torch.randn(tokens, n_in, generator=gen, requires_grad=True)
+
+    def step():
+        layer(x).sum().backward()
+
+    return step
+
+
+def _matmul_step(dtype: torch.dtype, size: int = 256):
+    """The same question without bitsandbytes: one square matmul in ``dtype``."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=gen).to(dtype)
+    b = torch.randn(size, size, generator=gen).to(dtype)
+    return lambda: a @ b
+
+
+@functools.cache
+def bf16_slowdown(repeats: int = 5) -> float:
+    """Median seconds of a QLoRA layer step with bf16 compute over the same with fp32, on this CPU.
+
+    About 1 or below: bf16 is native. Several times 1: bf16 is emulated. Falls back to a plain
+    matmul where bitsandbytes cannot run. Takes 0.2-1 s once per process.
+    """
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a property of the core, not of how busy the others are
+    try:
+        try:
+            steps = {dt: _layer_step(dt) for dt in (torch.float32, torch.bfloat16)}
+        except Exception:  # no bitsandbytes, or no CPU backend in it
+            steps = {dt: _matmul_step(dt) for dt in (torch.float32, torch.bfloat16)}
+        samples: dict[torch.dtype, list[float]] = {dt: [] for dt in steps}
+        for step in steps.values():
+            step()  # warm-up: first-call allocations and kernel selection
+        for _ in range(repeats):
+            for dt, step in steps.items():
+                start = time.perf_counter()
+                step()
+                step()
+                samples[dt].append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+    return statistics.median(samples[torch.bfloat16]) / statistics.median(samples[torch.float32])
+
+
+def native_bf16() -> bool:
+    """True when this CPU computes bf16 about as fast as fp32 (measured once per process)."""
+    return bf16_slowdown() <= NATIVE_LIMIT
+
+
+def qlora_compute_dtype(device: str | torch.device = "cpu") -> torch.dtype:
+    """The 4-bit compute dtype for ``device``: bf16 on a GPU and on a CPU with native bf16,
+    fp32 on a CPU that emulates bf16 (where the lesson's bf16 would cost several times more)."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.bfloat16
+    if kind != "cpu":
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    return torch.bfloat16 if native_bf16() else torch.float32

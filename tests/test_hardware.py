@@ -1,0 +1,63 @@
+"""hardware: bf16 measured native or emulated, and the QLoRA compute dtype that follows."""
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from lora_course import hardware
+from lora_course.hardware import bf16_slowdown, native_bf16, qlora_compute_dtype
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_the_measurement_is_a_positive_ratio_and_a_bool_cached_per_process():
+    ratio = bf16_slowdown()
+    assert isinstance(ratio, float) and ratio > 0
+    assert isinstance(native_bf16(), bool)
+    assert native_bf16() == (ratio <= hardware.NATIVE_LIMIT)
+    assert bf16_slowdown() == ratio  # measured once: the second call is the cached value
+    assert torch.get_num_threads() == 1  # the thread count it changed is restored
+
+
+def test_a_bad_repeats_names_the_argument():
+    with pytest.raises(ValueError, match="repeats must be a positive integer"):
+        bf16_slowdown(0)
+
+
+@pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_the_cpu_dtype_follows_the_measurement(monkeypatch, native, expected):
+    monkeypatch.setattr(hardware, "native_bf16", lambda: native)
+    assert qlora_compute_dtype("cpu") == expected
+    assert qlora_compute_dtype(torch.device("cpu")) == expected
+
+
+def test_a_gpu_keeps_the_lessons_bf16_without_measuring(monkeypatch):
+    def no_measuring():
+        raise AssertionError("a GPU needs no CPU measurement")
+
+    monkeypatch.setattr(hardware, "native_bf16", no_measuring)
+    assert qlora_compute_dtype("cuda") == torch.bfloat16
+    assert qlora_compute_dtype("cuda:1") == torch.bfloat16
+
+
+def test_an_unknown_device_names_the_argument():
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'"):
+        qlora_compute_dtype("mps")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="oneDNN ISA is x86")
+def test_emulated_bf16_is_detected(tmp_path):
+    """oneDNN limited to AVX2 emulates bf16 (as on a CPU without AVX512-BF16): measured ~9x
+    slower per 4-bit layer step on an AVX512-BF16 EPYC, so the measurement must say emulated."""
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2")
+    code = "from lora_course.hardware import bf16_slowdown as s; print(s())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    ratio = float(out.stdout.strip().splitlines()[-1])
+    assert ratio > hardware.NATIVE_LIMIT, f"bf16 / fp32 = {ratio:.2f} with AVX2 only"
