@@ -54,8 +54,10 @@ class LoRALayer(nn.Module):
     ``lora_B`` (out x rank) train. Output: ``original(x) + scaling * lora_B(lora_A(dropout(x)))``
     with ``scaling = alpha / rank`` (or ``alpha / sqrt(rank)`` when ``use_rslora``).
 
-    A is drawn with ``kaiming_normal_`` as in the lesson (loralib and PEFT use
-    ``kaiming_uniform_(a=sqrt(5))``; either works because B = 0 makes the first update B's).
+    A is drawn with ``kaiming_normal_`` as in the lesson (std sqrt(2 / in)); loralib and PEFT
+    use ``kaiming_uniform_(a=sqrt(5))`` (std 1 / sqrt(3 * in), sqrt(6) times narrower). Either
+    works because B = 0 makes the starting output the original's, but the runs then differ:
+    notebook 03 trains PEFT from our starting A and gets our loss curve step for step.
     """
 
     def __init__(

@@ -13,6 +13,10 @@ QLoRA (Dettmers et al. 2023, arXiv 2305.14314) stores a frozen weight in three s
    signed 8-bit "dynamic" code book of Dettmers 2015 (arXiv 1511.04561): 4 + 8/64 +
    32/(64*256) = 4.127 bits per weight.
 
+The code book puts +-1 at NF4's outermost quantile of N(0, 1) (about 1.85 standard
+deviations); a block of 64 normal values has its absmax near 2.6, so the scaled values crowd
+the middle and the codes near zero are used most, +-1 least (notebook 04 counts them).
+
 Every function here reproduces ``bitsandbytes.functional.quantize_4bit(..., quant_type="nf4")``
 on CPU byte for byte (checked in ``tests/test_nf4.py``), including how it breaks ties and
 treats all-zero blocks. bitsandbytes is never imported here; the tests import it.
