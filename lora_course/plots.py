@@ -100,7 +100,7 @@ def plot_scaling(table, title: str | None = None):
     alphas = sorted(set(table["alpha"]))
     if title is None:
         title = f"Scaling at alpha = {alphas[0]:g}" if len(alphas) == 1 else "Scaling by rank"
-    fig, ax = _new_axes(title, "rank r", "scaling factor")
+    fig, ax = _new_axes(title, "rank r (log scale)", "scaling factor (log scale)")
     ax.plot(table["rank"], table["alpha/r"], marker="o", label="alpha / r (LoRA)")
     ax.plot(table["rank"], table["alpha/sqrt(r)"], marker="s", label="alpha / sqrt(r) (rsLoRA)")
     ax.set_xscale("log", base=2)
@@ -192,7 +192,9 @@ def plot_sweep(summary, x: str = "scaling", title: str | None = None, chance: fl
     (log), one point per run of ``lora_course.sweep.summarize``; diverged runs drawn as red
     crosses. ``chance``: the accuracy of always giving the most common answer
     (``sweep.chance_accuracy``), drawn as a dotted line."""
-    fig, ax = _new_axes(title or f"Final loss and accuracy by {x}", x, "final loss (log)")
+    fig, ax = _new_axes(
+        title or f"Final loss and accuracy by {x}", f"{x} (log scale)", "final loss (log scale)"
+    )
     part = summary.sort_values(x)
     ax.plot(part[x], part["final_loss"], marker="o", color="C0", label="final loss")
     bad = part[part["diverged"].astype(bool)]
@@ -228,7 +230,9 @@ def plot_rank_sweep(
     ``group`` defaults to ``use_rslora`` (alpha/r vs alpha/sqrt(r)); any column works, e.g. a
     label column the notebook adds ("s = 1 at every rank", "alpha = 16, s = alpha/r").
     """
-    fig, ax = _new_axes(title or f"{y.replace('_', ' ')} by rank", "rank r", y.replace("_", " "))
+    fig, ax = _new_axes(
+        title or f"{y.replace('_', ' ')} by rank", "rank r (log scale)", y.replace("_", " ")
+    )
     names = {False: "alpha / r (LoRA)", True: "alpha / sqrt(r) (rsLoRA)"}
     for k, (value, part) in enumerate(summary.groupby(group, sort=False)):
         stats = part.groupby("rank")[y].agg(["mean", "min", "max"]).sort_index()

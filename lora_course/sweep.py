@@ -249,8 +249,7 @@ def sweep(
         seeds, tag = [seed], False
     else:
         seeds, tag = _seeds(seeds, seed), True
-    if eval_size is not None and (not isinstance(eval_size, int) or eval_size <= 0):
-        raise ValueError(f"eval_size must be a positive integer or None, got {eval_size!r}")
+    _check_eval_size(eval_size)
     base, tokenizer = model if model is not None else load_model()
     train, test = load_task("train"), load_task("test")[:eval_size]
     runs = []
@@ -263,6 +262,11 @@ def sweep(
             if on_run is not None:
                 on_run(history)
     return pd.concat(runs, ignore_index=True)
+
+
+def _check_eval_size(eval_size) -> None:
+    if eval_size is not None and (not isinstance(eval_size, int) or eval_size <= 0):
+        raise ValueError(f"eval_size must be a positive integer or None, got {eval_size!r}")
 
 
 def _seeds(seeds, seed: int) -> list[int]:
@@ -328,8 +332,7 @@ def chance_accuracy(eval_size: int | None = 100) -> float:
 
     from lora_course.data import load_task
 
-    if eval_size is not None and (not isinstance(eval_size, int) or eval_size <= 0):
-        raise ValueError(f"eval_size must be a positive integer or None, got {eval_size!r}")
+    _check_eval_size(eval_size)
     answers = [example["answer"] for example in load_task("test")[:eval_size]]
     return Counter(answers).most_common(1)[0][1] / len(answers)
 
