@@ -115,7 +115,7 @@ def plot_scaling(table, title: str | None = None):
     alphas = sorted(set(table["alpha"]))
     if title is None:
         title = f"Scaling at alpha = {alphas[0]:g}" if len(alphas) == 1 else "Scaling by rank"
-    fig, ax = _new_axes(title, "rank r", "scaling factor")
+    fig, ax = _new_axes(title, "rank r (log scale)", "scaling factor (log scale)")
     ax.plot(table["rank"], table["alpha/r"], marker="o", label="alpha / r (LoRA)")
     ax.plot(table["rank"], table["alpha/sqrt(r)"], marker="s", label="alpha / sqrt(r) (rsLoRA)")
     ax.set_xscale("log", base=2)
@@ -131,7 +131,8 @@ def plot_scaling(table, title: str | None = None):
 
 def plot_trainable_percent(table, title: str | None = None):
     """Grouped bars: percent of the model trained per target set (x) and rank (one bar each),
-    from ``params.lora_target_table``; log scale, each bar labelled with its percentage."""
+    from ``params.lora_target_table``. A linear axis from 0, so bar lengths compare; each bar
+    carries its percentage, so the short ones still read."""
     model = table["model"].iloc[0]
     fig, ax = _new_axes(title or f"{model}: share of parameters LoRA trains", "", "percent")
     targets = list(dict.fromkeys(table["targets"]))
@@ -141,10 +142,10 @@ def plot_trainable_percent(table, title: str | None = None):
         part = table[table["rank"] == rank].set_index("targets").loc[targets]
         xs = [i + (k - (len(ranks) - 1) / 2) * width for i in range(len(targets))]
         bars = ax.bar(xs, part["percent"], width=width, label=f"r = {rank}")
-        ax.bar_label(bars, labels=[f"{v:.3g} %" for v in part["percent"]], fontsize=9)
+        ax.bar_label(bars, labels=[f"{v:.2g} %" for v in part["percent"]], fontsize=9)
     ax.set_xticks(range(len(targets)), targets)
-    ax.set_yscale("log")
-    ax.legend()
+    ax.set_ylim(0, 1.15 * table["percent"].max())  # room for the labels
+    ax.legend(loc="upper left")
     fig.tight_layout()
     plt.close(fig)
     return fig
@@ -209,10 +210,20 @@ def plot_memory_comparison(table, model: str):
     return fig
 
 
-def plot_sweep(summary, x: str = "scaling", title: str | None = None):
-    """Final loss (left axis, log) and held-out accuracy (right axis) against ``x`` (log), one
-    point per run of ``lora_course.sweep.summarize``; diverged runs drawn as red crosses."""
-    fig, ax = _new_axes(title or f"Final loss and accuracy by {x}", x, "final loss")
+def _legend_above(ax, handles, labels, ncol: int) -> None:
+    # above the axes, under the title: never over a data point
+    ax.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=ncol,
+              frameon=False, fontsize=10)  # fmt: skip
+
+
+def plot_sweep(summary, x: str = "scaling", title: str | None = None, chance: float | None = None):
+    """Final loss (left axis, log) and held-out accuracy (right axis, 0 to 1) against ``x``
+    (log), one point per run of ``lora_course.sweep.summarize``; diverged runs drawn as red
+    crosses. ``chance``: the accuracy of always giving the most common answer
+    (``sweep.chance_accuracy``), drawn as a dotted line."""
+    fig, ax = _new_axes(
+        title or f"Final loss and accuracy by {x}", f"{x} (log scale)", "final loss (log scale)"
+    )
     part = summary.sort_values(x)
     ax.plot(part[x], part["final_loss"], marker="o", color="C0", label="final loss")
     bad = part[part["diverged"].astype(bool)]
@@ -221,31 +232,49 @@ def plot_sweep(summary, x: str = "scaling", title: str | None = None):
                 markersize=12, mew=3, label="diverged")  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     right = ax.twinx()
     right.plot(part[x], part["accuracy"], marker="s", color="C1", label="held-out accuracy")
+    if chance is not None:
+        right.axhline(chance, color="C1", linestyle=":", label=f"chance ({chance:g})")
     right.set_ylabel("held-out accuracy")
     right.set_ylim(-0.05, 1.05)
     right.grid(False)
+    right.spines["right"].set_visible(True)
     lines = ax.get_legend_handles_labels()
     more = right.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="best")
+    _legend_above(ax, lines[0] + more[0], lines[1] + more[1], ncol=4)
+    ax.set_title(ax.get_title(), pad=34)
     fig.tight_layout()
     plt.close(fig)
     return fig
 
 
-def plot_rank_sweep(summary, y: str = "final_loss", title: str | None = None):
-    """``y`` against rank (log 2), one line for alpha/r and one for alpha/sqrt(r) (rsLoRA)."""
-    fig, ax = _new_axes(title or f"{y.replace('_', ' ')} by rank at fixed alpha", "rank r", y)
-    for rslora, part in summary.groupby("use_rslora"):
-        name = "alpha / sqrt(r) (rsLoRA)" if rslora else "alpha / r (LoRA)"
-        part = part.sort_values("rank")
-        ax.plot(part["rank"], part[y], marker="s" if rslora else "o", label=name)
+def plot_rank_sweep(
+    summary, y: str = "final_loss", title: str | None = None, group: str = "use_rslora"
+):
+    """``y`` against rank (log 2), one line per value of ``group``; with several seeds per
+    point, the line joins the means and a bar spans the lowest to the highest seed.
+
+    ``group`` defaults to ``use_rslora`` (alpha/r vs alpha/sqrt(r)); any column works, e.g. a
+    label column the notebook adds ("s = 1 at every rank", "alpha = 16, s = alpha/r").
+    """
+    fig, ax = _new_axes(
+        title or f"{y.replace('_', ' ')} by rank", "rank r (log scale)", y.replace("_", " ")
+    )
+    names = {False: "alpha / r (LoRA)", True: "alpha / sqrt(r) (rsLoRA)"}
+    for k, (value, part) in enumerate(summary.groupby(group, sort=False)):
+        stats = part.groupby("rank")[y].agg(["mean", "min", "max"]).sort_index()
+        name = names[value] if group == "use_rslora" else str(value)
+        err = [stats["mean"] - stats["min"], stats["max"] - stats["mean"]]
+        ax.errorbar(stats.index, stats["mean"], yerr=err, marker="os^D"[k % 4], capsize=5,
+                    label=name)  # fmt: skip
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    if y == "final_loss":
-        ax.set_yscale("log")
-    ax.legend()
+    ax.set_ylim(0, None)  # a loss axis from 0: the gaps read as proportions
+    handles, labels = ax.get_legend_handles_labels()
+    _legend_above(ax, handles, labels, ncol=2)
+    ax.set_title(ax.get_title(), pad=30)
     fig.tight_layout()
     plt.close(fig)
     return fig

@@ -43,6 +43,11 @@ __all__ = [
     "lora_run",
     "sweep",
     "summarize",
+    "SPREAD_METRICS",
+    "seed_spread",
+    "chance_accuracy",
+    "TABLE_COLUMNS",
+    "runs_table",
 ]
 
 BLOWUP = 3.0  # a loss above 3x the first step's loss: the run is no longer learning
@@ -105,8 +110,9 @@ def relative_update(model) -> float:
     """How big the learned update is next to the weight it changes, median over the adapters.
 
     For each ``LoRALayer``: ``||scaling * B A||_F / ||W||_F`` (Frobenius norms). 0 before
-    training (B = 0); around 0.01-0.1 for a fine-tune that adapts without overwriting; near or
-    above 1 the update has replaced the pretrained weight rather than nudged it.
+    training (B = 0). A size, not a verdict: what size works depends on the model, the task and
+    the number of steps (on the tiny Llama the runs that learn the task end around 0.5-0.7, and
+    the too-high scalings at 2 or more).
     """
     ratios = [
         float(layer.get_delta_weight().norm() / layer.original.weight.float().norm())
@@ -214,6 +220,7 @@ def sweep(
     eval_size: int | None = 100,
     model=None,
     on_run=None,
+    seeds=None,
 ):
     """Fine-tune once per setting; one tidy DataFrame of every step of every run.
 
@@ -222,6 +229,9 @@ def sweep(
         scored per run (the first ``eval_size`` of ``load_task("test")``; None for all 200).
     model: ``(base_model, tokenizer)`` to reuse; default ``load_model()`` (the tiny Llama).
     on_run: called with each run's history as it finishes (a progress display).
+    seeds: several seeds, e.g. ``(0, 1, 2)``: every setting runs once per seed (a new adapter
+        initialisation and batch order each time) and ``seed`` must stay 0; the ``run`` label
+        then ends in ``seed=N``. :func:`seed_spread` gives the mean and spread per setting.
 
     Columns: ``run`` (a legend label), ``HISTORY_COLUMNS``, ``seconds`` (since the run's
     start) and ``run_seconds``.
@@ -235,17 +245,43 @@ def sweep(
     from lora_course.models import load_model
 
     settings = normalise_settings(settings, lr)
-    if eval_size is not None and (not isinstance(eval_size, int) or eval_size <= 0):
-        raise ValueError(f"eval_size must be a positive integer or None, got {eval_size!r}")
+    if seeds is None:
+        seeds, tag = [seed], False
+    else:
+        seeds, tag = _seeds(seeds, seed), True
+    _check_eval_size(eval_size)
     base, tokenizer = model if model is not None else load_model()
     train, test = load_task("train"), load_task("test")[:eval_size]
     runs = []
     for s in settings:
-        history, _ = lora_run(base, tokenizer, train, test, s, steps, lr, seed, batch_size)
-        runs.append(history)
-        if on_run is not None:
-            on_run(history)
+        for run_seed in seeds:
+            history, _ = lora_run(base, tokenizer, train, test, s, steps, lr, run_seed, batch_size)
+            if tag:
+                history["run"] = history["run"] + f" seed={run_seed}"
+            runs.append(history)
+            if on_run is not None:
+                on_run(history)
     return pd.concat(runs, ignore_index=True)
+
+
+def _check_eval_size(eval_size) -> None:
+    if eval_size is not None and (not isinstance(eval_size, int) or eval_size <= 0):
+        raise ValueError(f"eval_size must be a positive integer or None, got {eval_size!r}")
+
+
+def _seeds(seeds, seed: int) -> list[int]:
+    if seed != 0:
+        raise ValueError(f"give seed or seeds, not both (got seed={seed!r} and seeds={seeds!r})")
+    if isinstance(seeds, numbers.Integral) or not isinstance(seeds, Iterable):
+        raise ValueError(f"seeds must be a list of integers such as (0, 1, 2), got {seeds!r}")
+    out = list(seeds)
+    if not out or any(isinstance(x, bool) or not isinstance(x, numbers.Integral) for x in out):
+        raise ValueError(
+            f"seeds must be a non-empty list of integers such as (0, 1, 2), got {seeds!r}"
+        )
+    if len(set(out)) != len(out):
+        raise ValueError(f"seeds must not repeat (a repeated seed repeats the run), got {out!r}")
+    return [int(x) for x in out]
 
 
 def summarize(history):
@@ -259,3 +295,61 @@ def summarize(history):
     last = history.groupby(keys, sort=False, dropna=False).tail(1)
     out = last[["run", *keys, *_RESULTS, "run_seconds"]]
     return out.rename(columns={"run_seconds": "seconds"}).reset_index(drop=True)
+
+
+SPREAD_METRICS = ("final_loss", "mean_loss", "accuracy", "update_ratio")
+
+
+def seed_spread(summary, metrics=SPREAD_METRICS):
+    """One row per setting of a :func:`summarize` table, pooled over its seeds.
+
+    For each metric: ``<metric>_mean``, ``<metric>_std`` (sample standard deviation; NaN with
+    one seed), ``<metric>_min`` and ``<metric>_max``; ``seeds`` counts the runs pooled. The
+    setting columns (every ``RUN_KEYS`` but ``seed``) come first, in run order.
+    """
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    missing = [c for c in [*RUN_KEYS, *metrics] if c not in summary.columns]
+    if missing:
+        raise ValueError(
+            f"summary is missing {missing}: pass summarize(sweep(...)) and metrics among "
+            f"{list(_RESULTS)}"
+        )
+    keys = [k for k in RUN_KEYS if k != "seed"]
+    grouped = summary.groupby(keys, sort=False, dropna=False)
+    stats = grouped[metrics].agg(["mean", "std", "min", "max"])
+    stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
+    stats.insert(0, "seeds", grouped.size())
+    return stats.reset_index()
+
+
+def chance_accuracy(eval_size: int | None = 100) -> float:
+    """The held-out accuracy of always giving the most common answer, on the examples
+    :func:`sweep` scores (the first ``eval_size`` of ``load_task("test")``).
+
+    A run at or below it has learned nothing a constant answer would not do.
+    """
+    from collections import Counter
+
+    from lora_course.data import load_task
+
+    _check_eval_size(eval_size)
+    answers = [example["answer"] for example in load_task("test")[:eval_size]]
+    return Counter(answers).most_common(1)[0][1] / len(answers)
+
+
+TABLE_COLUMNS = (
+    "rank", "alpha", "scaling", "lr", "seed", "final_loss", "mean_loss", "accuracy", "spike",
+    "update_ratio", "diverged",
+)  # fmt: skip
+
+
+def runs_table(summary, columns=TABLE_COLUMNS, digits: int = 3):
+    """A :func:`summarize` table to read: the chosen columns, numbers rounded to ``digits``
+    decimals, and ``lr`` written exactly (``"0.00075"``, never rounded to 0.001)."""
+    missing = [c for c in columns if c not in summary.columns]
+    if missing:
+        raise ValueError(f"columns {missing} are not in the summary; choose from {list(summary)}")
+    table = summary[list(columns)].round(digits)
+    if "lr" in table.columns:
+        table["lr"] = summary["lr"].map(lambda v: f"{v:g}")
+    return table

@@ -107,3 +107,105 @@ def test_summarize_wants_a_sweep_history():
 
     with pytest.raises(ValueError, match="sweep"):
         summarize(pd.DataFrame({"step": [1], "loss": [1.0]}))
+
+
+def test_seeds_run_every_setting_once_per_seed_and_spread_pools_them(tiny):
+    from lora_course.sweep import seed_spread
+
+    history = sweep([(2, 2.0), (4, 4.0)], steps=2, eval_size=4, model=tiny, seeds=(0, 1))
+    summary = summarize(history)
+    assert summary[["rank", "seed"]].values.tolist() == [[2, 0], [2, 1], [4, 0], [4, 1]]
+    assert summary["run"].str.endswith(" seed=1").sum() == 2
+    # another seed is another adapter initialisation and batch order: another loss
+    assert summary["final_loss"].iloc[0] != summary["final_loss"].iloc[1]
+    spread = seed_spread(summary)
+    assert spread["rank"].tolist() == [2, 4] and spread["seeds"].tolist() == [2, 2]
+    first = summary[summary["rank"] == 2]["mean_loss"]
+    row = spread.iloc[0]
+    assert row["mean_loss_mean"] == pytest.approx(first.mean())
+    assert row["mean_loss_std"] == pytest.approx(first.std())
+    assert (row["mean_loss_min"], row["mean_loss_max"]) == (first.min(), first.max())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"seeds": (0, 1), "seed": 3}, "seed or seeds"),
+        ({"seeds": 3}, "list of integers"),
+        ({"seeds": ()}, "non-empty"),
+        ({"seeds": (1, 1)}, "must not repeat"),
+    ],
+)
+def test_bad_seeds_name_the_problem(tiny, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sweep([(2, 2.0)], steps=1, eval_size=2, model=tiny, **kwargs)
+
+
+def test_seed_spread_wants_a_summary():
+    import pandas as pd
+
+    from lora_course.sweep import seed_spread
+
+    with pytest.raises(ValueError, match="summarize"):
+        seed_spread(pd.DataFrame({"rank": [1], "mean_loss": [1.0]}))
+
+
+def test_chance_accuracy_is_the_most_common_answers_share():
+    from collections import Counter
+
+    from lora_course.sweep import chance_accuracy
+
+    answers = [ex["answer"] for ex in load_task("test")[:100]]
+    assert chance_accuracy(100) == max(Counter(answers).values()) / 100
+    assert 0.5 <= chance_accuracy(None) < 1.0  # two answers: the larger share is at least half
+    with pytest.raises(ValueError, match="eval_size"):
+        chance_accuracy(0)
+
+
+def test_sweep_and_rank_plots_read_at_a_glance():
+    import pandas as pd
+
+    from lora_course.plots import plot_rank_sweep, plot_sweep
+
+    summary = pd.DataFrame(
+        {
+            "scaling": [0.1, 1.0, 10.0],
+            "final_loss": [2.0, 0.3, 0.5],
+            "accuracy": [0.0, 1.0, 0.5],
+            "diverged": [False, False, True],
+        }
+    )
+    fig = plot_sweep(summary, chance=0.54)
+    left, right = fig.axes
+    assert left.get_xscale() == "log" and right.get_ylim() == (-0.05, 1.05)
+    legend = left.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "final loss", "diverged", "held-out accuracy", "chance (0.54)"
+    ]  # fmt: skip
+    assert legend.get_bbox_to_anchor().y0 >= left.bbox.y1 - 1  # above the data, not over it
+    ranks = pd.DataFrame(
+        {
+            "rank": [4, 4, 64, 64],
+            "seed": [0, 1, 0, 1],
+            "mean_loss": [1.0, 1.2, 0.8, 1.0],
+            "what": ["fixed s"] * 4,
+        }
+    )
+    ax = plot_rank_sweep(ranks, y="mean_loss", group="what").axes[0]
+    assert ax.get_xscale() == "log" and ax.get_ylim()[0] == 0
+    line = ax.lines[0]
+    assert line.get_ydata().tolist() == pytest.approx([1.1, 0.9])  # the mean over seeds
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["fixed s"]
+
+
+def test_runs_table_writes_lr_exactly():
+    import pandas as pd
+
+    from lora_course.sweep import runs_table
+
+    summary = pd.DataFrame({"lr": [0.00075, 0.0015, 3e-3], "final_loss": [0.12345, 1.0, 2.0]})
+    table = runs_table(summary, columns=("lr", "final_loss"))
+    assert table["lr"].tolist() == ["0.00075", "0.0015", "0.003"]
+    assert table["final_loss"].tolist() == [0.123, 1.0, 2.0]
+    with pytest.raises(ValueError, match="not in the summary"):
+        runs_table(summary, columns=("lr", "accuracy"))
