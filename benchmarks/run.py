@@ -1,8 +1,9 @@
 """``make bench``: one table of ratios measured side by side in one run.
 
 Rows (see each module's docstring): 1-3 ``bench_lora``, 4 ``bench_nf4``, 5 ``bench_finetune``,
-6 ``bench_notebooks``. Prints a markdown table with the machine and date; ``--out FILE`` also
-writes it there. ``--quick`` runs fewer sizes and repetitions (a smoke test, not a result).
+6 ``bench_notebooks``, 7 ``bench_grading``. Prints a markdown table with the machine and date;
+``--out FILE`` also writes it there. ``--quick`` runs fewer sizes and repetitions (a smoke test,
+not a result).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_finetune  # noqa: E402
+import bench_grading  # noqa: E402
 import bench_lora  # noqa: E402
 import bench_nf4  # noqa: E402
 import bench_notebooks  # noqa: E402
@@ -40,6 +42,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repetitions")
     parser.add_argument("--skip-notebooks", action="store_true", help="leave out row 6")
+    parser.add_argument("--skip-grading", action="store_true", help="leave out row 7")
     parser.add_argument("--out", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
 
@@ -53,6 +56,8 @@ def main(argv=None) -> int:
     rows += bench_finetune.rows(steps=3 if args.quick else 20)
     if not args.skip_notebooks:
         rows += bench_notebooks.rows()
+    if not args.skip_grading:
+        rows += bench_grading.rows()
 
     today = datetime.date.today().isoformat()
     text = f"Measured {today} on {machine()}.\n\n{table(rows)}\n"
