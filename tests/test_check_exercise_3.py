@@ -71,7 +71,8 @@ def test_a_typed_row_loses_its_point_when_the_check_reruns_it(results):
     """Type one row (its loss made up); the pick depends on the whole table, so look for a
     made-up value that the checker picks, as it would pick one of several typed rows."""
     best = _best(results)
-    candidates = [i for i in results.index if results.loc[i, "scaling"] != best]
+    stable = results.spike < 2  # a spiking run is compared more loosely (test_the_tolerances)
+    candidates = [i for i in results.index if results.loc[i, "scaling"] != best and stable[i]]
     found = None
     for factor in (0.1, 0.2, 0.3, 0.4, 3.0, 4.0, 5.0, 6.0):
         for row in candidates:
@@ -130,6 +131,12 @@ def test_the_tolerances():
     diverged = {"final_loss": math.nan, "accuracy": 0.0}
     assert matches(diverged, {"final_loss": math.inf, "accuracy": 0.0})
     assert not matches(diverged, reported) and not matches(reported, diverged)
+    # measured: r=8, s=10, seed 0 ends at 2.01 / 0.00 (spike 5.9) on one thread and at
+    # 0.42 / 0.54 (spike 2.1) on four: a spiking run must spike again, its numbers may differ
+    one_thread = {"final_loss": 2.0136, "accuracy": 0.0, "spike": 5.887}
+    four_threads = {"final_loss": 0.4245, "accuracy": 0.54, "spike": 2.066}
+    assert matches(four_threads, one_thread) and matches(one_thread, four_threads)
+    assert not matches(one_thread, {"final_loss": 0.3, "accuracy": 0.99, "spike": 1.1})
 
 
 @pytest.mark.parametrize(
