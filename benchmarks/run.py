@@ -1,7 +1,7 @@
 """``make bench``: one table of ratios measured side by side in one run.
 
 Rows (see each module's docstring): 1-3 ``bench_lora``, 4 ``bench_nf4``, 5 ``bench_finetune``,
-6 ``bench_notebooks``, 7 ``bench_dtype``. The ``bf16`` column says, for rows 6 and 7, whether
+6 ``bench_notebooks``, 7 ``bench_dtype``, 8 ``bench_grading``. The ``bf16`` column says, for rows 6 and 7, whether
 bf16 was native or emulated where they ran; ``--avx2`` adds row 6 once more with oneDNN limited
 to AVX2 (emulated bf16, as on a CPU without AVX512-BF16). Prints a markdown table with the
 machine and date; ``--out FILE`` also writes it there. ``--quick`` runs fewer sizes and
@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_dtype  # noqa: E402
 import bench_finetune  # noqa: E402
+import bench_grading  # noqa: E402
 import bench_lora  # noqa: E402
 import bench_nf4  # noqa: E402
 import bench_notebooks  # noqa: E402
@@ -50,6 +51,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--avx2", action="store_true", help="row 6 again with oneDNN limited to AVX2"
     )
+    parser.add_argument("--skip-grading", action="store_true", help="leave out row 8")
     parser.add_argument("--out", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
 
@@ -66,6 +68,8 @@ def main(argv=None) -> int:
         rows += bench_notebooks.rows()
         if args.avx2:
             rows += bench_notebooks.rows(env=bench_dtype.EMULATE)
+    if not args.skip_grading:
+        rows += bench_grading.rows()
 
     today = datetime.date.today().isoformat()
     text = f"Measured {today} on {machine()}.\n\n{table(rows)}\n"

@@ -1,9 +1,12 @@
 """Exercise 2's check: the measured solution passes, each common slip gets its own hint."""
 
 import pytest
+import torch
 
 from lora_course.checks import check, expected_answers, run_checks
 from lora_course.checks.exercise_2 import expected_values
+from lora_course.memory import weight_footprint
+from lora_course.models import TINY_MODEL_DIR
 
 REF = expected_values()
 SOLUTION = {
@@ -29,7 +32,43 @@ def test_the_solution_gets_full_marks_and_asks_for_review():
     result = check("exercise_2", **SOLUTION)
     assert (result.score, result.max_score) == (3, 3)
     assert result.attempted and result.needs_review
-    assert expected_answers("exercise_2").keys() == SOLUTION.keys()
+    assert expected_answers("exercise_2").keys() == {"model", *SOLUTION}
+
+
+def test_the_tiny_model_by_path_is_priced_like_the_default():
+    assert expected_values(str(TINY_MODEL_DIR)) == REF
+    assert check("exercise_2", model=str(TINY_MODEL_DIR), **SOLUTION).score == 3
+    assert check("exercise_2", model="/elsewhere/data/tiny-llama", **SOLUTION).score == 3
+
+
+def test_a_gpu_learner_measuring_the_lessons_model_is_priced_for_its_architecture():
+    """LORA_COURSE_MODEL=meta-llama/Llama-3.1-8B-Instruct: the shipped Llama-3.1-8B config,
+    non-quantized layers in the checkpoint's bf16 (what from_pretrained keeps without dtype=)."""
+    model = "meta-llama/Llama-3.1-8B-Instruct"
+    int8 = weight_footprint("Llama-3.1-8B", "int8", keep_dtype=torch.bfloat16).footprint_bytes
+    nf4 = weight_footprint("Llama-3.1-8B", "nf4", keep_dtype=torch.bfloat16).footprint_bytes
+    answers = {"footprint_8bit": int8, "footprint_4bit": nf4, "ratio": int8 / nf4}
+    result = check("exercise_2", model=model, **answers)
+    assert (result.score, result.max_score) == (3, 3), str(result)
+    assert round(int8 / nf4, 2) == 1.62
+    tiny_answers = check("exercise_2", model=model, **SOLUTION)
+    assert tiny_answers.score == 0  # the tiny model's bytes are not the 8B model's
+    slip = check("exercise_2", model=model, **{**answers, "footprint_8bit": int8 / 1e9})
+    assert "decimal MB" not in str(slip) and "GB (bytes / 1e9)" in str(slip)
+
+
+def test_a_model_the_checker_cannot_price_gets_feedback():
+    result = check("exercise_2", model="someone/unknown-model", **SOLUTION)
+    assert result.score == 0 and "cannot price 'someone/unknown-model'" in str(result)
+
+
+def test_the_model_alone_is_not_an_attempt():
+    """The release sets MODEL in its setup cell; the learner's answers are still None."""
+    result = check(
+        "exercise_2", model=str(TINY_MODEL_DIR), footprint_8bit=None, footprint_4bit=None,
+        ratio=None,
+    )  # fmt: skip
+    assert not result.attempted and "not attempted" in str(result)
 
 
 def test_a_ratio_rounded_to_two_decimals_passes():

@@ -1,6 +1,7 @@
 """The check API and exercise 1: full marks for the reference, a hint per mistake, no crashes."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -191,3 +192,30 @@ def test_a_crashing_check_is_reported_for_review_not_raised():
     not_attempted = ex.run({})
     assert (not_attempted.max_score, not_attempted.needs_review) == (3, False)
     assert ex.run({"x": "text"}).max_score == 3  # a crash keeps the same maximum
+
+
+# What must not show above a learner's first cell in the student release (the check's formulas,
+# the measured bytes, the loading call, the reference sweep's findings).
+GIVEAWAYS = {
+    "05_exercise_1": ["2·4096", "2 * 4096", "4096 * r", "r × 4096", "(r x 4096)", "32768",
+                      "65,536"],
+    "06_exercise_2": ["2916224", "2,916,224", "2129792", "2,129,792", "1.37", "1.62",
+                      "quantization_config=BitsAndBytesConfig(load_in"],
+    "07_exercise_3": ["at chance", "plateau", "larger than w", "s = 5", "best = 5"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("stem", sorted(GIVEAWAYS))
+def test_the_student_release_shows_no_answer_before_the_learners_cells(tmp_path, stem):
+    import nbformat
+
+    from lora_course.classroom.release import CODE_PLACEHOLDER, release_all
+
+    master = Path(__file__).resolve().parents[1] / "notebooks" / f"{stem}.ipynb"
+    (released,) = release_all([master], tmp_path)
+    cells = nbformat.read(released, as_version=4).cells
+    first = next(i for i, c in enumerate(cells) if CODE_PLACEHOLDER in c.source)
+    before = "\n".join(c.source for c in cells[:first]).lower()
+    shown = [g for g in GIVEAWAYS[stem] if g.lower() in before]
+    assert not shown, f"{stem}: {shown} visible above the learner's first cell"
+    assert not any(c.get("outputs") for c in cells if c.cell_type == "code")

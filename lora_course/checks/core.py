@@ -180,12 +180,24 @@ class _ItemSpec:
 class Exercise:
     """An exercise: its id, the answer names it expects, and its checks in order."""
 
-    def __init__(self, exercise_id: str, title: str, answers: Mapping[str, str]):
+    def __init__(
+        self,
+        exercise_id: str,
+        title: str,
+        answers: Mapping[str, str],
+        context: tuple[str, ...] = (),
+    ):
         if not answers:
             raise ValueError(f"{exercise_id}: declare at least one answer name in answers=")
+        unknown = sorted(set(context) - set(answers))
+        if unknown:
+            raise ValueError(f"{exercise_id}: context names {unknown} must also be in answers=")
         self.id = exercise_id
         self.title = title
         self.answers = dict(answers)  # name -> what the learner should put there
+        # answers that describe the setting (which model was measured), set before the learner
+        # works: extracted and checked like the others, but they alone are not an attempt
+        self.context = tuple(context)
         self._items: list[_ItemSpec] = []
         self._prepare: Callable[[dict], dict] | None = None
 
@@ -232,8 +244,10 @@ class Exercise:
                 f"{', '.join(self.answers)}"
             )
         values = {name: given.get(name) for name in self.answers}
-        if all(v is None for v in values.values()):
-            expected = "; ".join(f"`{k}`: {v}" for k, v in self.answers.items())
+        if all(v is None for k, v in values.items() if k not in self.context):
+            expected = "; ".join(
+                f"`{k}`: {v}" for k, v in self.answers.items() if k not in self.context
+            )
             items = self._all_failed(f"{NOT_ATTEMPTED}: set {expected}", "", attempted=False)
             return CheckResult(self.id, self.title, items, attempted=False, notes=tuple(notes))
         if self._prepare is not None:

@@ -3,9 +3,10 @@
 The lesson: "Extend the LoRALayer class above to change rank to 4, 8, 16, and 32, then organize
 the number of trainable parameters and the ratio to total parameters in a table."
 
-What the answer means here (notebook 04 says the same):
-- the layer is ``LoRALayer(nn.Linear(4096, 4096), rank=r)`` from ``lora_course``, which freezes
-  the whole original layer, weight and bias;
+What the answer means here (notebook 05 says the same, without the formulas: the learner
+extends ``LoRALayer`` with a method that counts the layer's own parameters):
+- the layer is ``LoRALayer(nn.Linear(4096, 4096), rank=r)`` from ``lora_course`` (or a subclass
+  of it), which freezes the whole original layer, weight and bias;
 - ``trainable`` = parameters with ``requires_grad``: A (r x 4096) + B (4096 x r) = 2 * 4096 * r;
 - ``total`` = every parameter of the wrapped layer: the frozen weight (4096 x 4096), the frozen
   bias (4096) and the adapter;
@@ -143,12 +144,14 @@ def _check_trainable(answers):
             "so trainable = 4096*r + r*4096": lambda r: D * r,
             "you counted the bias as trainable: the lesson's class freezes only original.weight, "
             "but lora_course.LoRALayer freezes the whole original layer (weight and bias). "
-            "Count with count_parameters(layer)": lambda r: 2 * D * r + D,
+            "Count what requires_grad says, from the layer's own parameters": lambda r: (
+                2 * D * r + D
+            ),
             "trainable holds the total; trainable counts only parameters with "
             "requires_grad=True": lambda r: D * D + D + 2 * D * r,
         },
-        "trainable should count only parameters with requires_grad=True: the adapter's A and B "
-        "(count_parameters(layer)[0])",
+        "trainable should count only the parameters with requires_grad=True: sum p.numel() over "
+        "the layer's parameters() whose requires_grad is True",
     )
 
 
@@ -167,8 +170,8 @@ def _check_total(answers):
             "total holds the trainable count; total counts every parameter of the wrapped "
             "layer": lambda r: 2 * D * r,
         },
-        "total should count every parameter of the wrapped layer: frozen weight, frozen bias "
-        "and the adapter (count_parameters(layer)[1])",
+        "total should count every parameter of the wrapped layer, frozen or trainable: sum "
+        "p.numel() over all of the layer's parameters()",
     )
 
 

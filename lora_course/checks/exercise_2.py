@@ -1,65 +1,104 @@
-"""Exercise 2: ``get_memory_footprint()`` of the tiny model in 8-bit and in 4-bit, and their ratio.
+"""Exercise 2: ``get_memory_footprint()`` of a model in 8-bit and in 4-bit, and their ratio.
 
 The lesson: "Measure the actual memory usage difference between load_in_8bit=True and
 load_in_4bit=True in BitsAndBytesConfig. Use model.get_memory_footprint()."
 
-What the answer means here (notebook 05 says the same):
-- the model is the course's tiny Llama (``lora_course.models.TINY_MODEL_DIR``), loaded with
-  ``AutoModelForCausalLM.from_pretrained(path, quantization_config=BitsAndBytesConfig(
-  load_in_8bit=True), device_map="cpu")`` and again with ``load_in_4bit=True``, no ``dtype=``;
-- the layers bitsandbytes does not quantize (embeddings, ``lm_head``, norms) then keep the
-  checkpoint's dtype, fp32 (measured with transformers 5.24 on CPU);
+What the answer means here (notebook 06 says the same):
+- ``model`` is the model measured: ``MODEL`` in the notebook, the course's tiny Llama
+  (``lora_course.models.TINY_MODEL_DIR``) unless ``LORA_COURSE_MODEL`` names another one (a GPU
+  learner's Llama-3.1-8B-Instruct). It is context, not an answer: it alone is no attempt.
+- the learner loads it twice with ``from_pretrained(..., quantization_config=BitsAndBytesConfig(
+  load_in_8bit=True))`` and ``load_in_4bit=True``, no ``dtype=``: the layers bitsandbytes does
+  not quantize (embeddings, ``lm_head``, norms) keep the checkpoint's dtype (``dtype="auto"``
+  is transformers 5's default): fp32 for the tiny model, bf16 for the Llama checkpoints;
 - ``footprint_8bit`` and ``footprint_4bit`` are the two ``get_memory_footprint()`` values in
   bytes; ``ratio`` = footprint_8bit / footprint_4bit.
 
-The expected bytes come from ``lora_course.memory.weight_footprint`` (tested equal to the
-measured footprint to the byte), so a grader needs no model. A wrong value gets the hint of the
-mistake it matches.
+The expected bytes come from ``lora_course.memory.weight_footprint`` for that model's
+architecture (tested equal to the measured footprint to the byte for the tiny model; the same
+pricing for a hub model reads the shipped ``data/model-configs`` of its architecture), so a
+grader needs no model and no GPU. A wrong value gets the hint of the mistake it matches.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from pathlib import Path
 
 import torch
 
 from lora_course.checks.core import Exercise, Feedback
 
-__all__ = ["EXERCISE", "KEEP_DTYPE", "RATIO_ATOL", "expected_values"]
+__all__ = ["EXERCISE", "RATIO_ATOL", "expected_values", "model_config"]
 
-KEEP_DTYPE = torch.float32  # what the non-quantized layers get when no dtype= is passed
 RATIO_ATOL = 0.005  # a ratio rounded to two decimals still passes
 
 EXERCISE = Exercise(
     "exercise_2",
-    title="get_memory_footprint() of the tiny model: load_in_8bit vs load_in_4bit",
+    title="get_memory_footprint(): load_in_8bit vs load_in_4bit",
     answers={
+        "model": "the model measured: MODEL (set in the setup cell)",
         "footprint_8bit": "bytes, model_8bit.get_memory_footprint() (load_in_8bit=True)",
         "footprint_4bit": "bytes, model_4bit.get_memory_footprint() (load_in_4bit=True)",
         "ratio": "footprint_8bit / footprint_4bit, a plain number, unrounded",
     },
+    context=("model",),
 )
 
 
-@functools.cache
-def expected_values() -> dict[str, float]:
-    """The reference bytes for the tiny model, from the footprint calculator.
+def model_config(model=None):
+    """(transformers config, its checkpoint dtype) of the model a learner measured.
 
-    Keys: ``footprint_8bit``, ``footprint_4bit``, ``ratio`` (the answers), and for the hints
-    ``fp32``, ``bf16`` (unquantized), ``int8_16bit``, ``nf4_16bit`` (kept layers 16-bit),
-    ``parameters``, ``kept_parameters`` (embeddings, lm_head, norms).
+    None or the tiny model's folder: the tiny Llama. A hub id whose architecture ships in
+    ``data/model-configs`` (``meta-llama/Llama-3.1-8B-Instruct`` -> ``Llama-3.1-8B``): that
+    config, read offline. Any other folder or id: its own config, from disk or the local cache.
     """
     from transformers import AutoConfig
 
-    from lora_course.memory import weight_footprint
-    from lora_course.models import TINY_MODEL_DIR
+    from lora_course.models import TINY_MODEL_DIR, _known_architecture
+    from lora_course.params import load_model_config
 
-    config = AutoConfig.from_pretrained(TINY_MODEL_DIR)
-    int8 = weight_footprint(config, "int8", keep_dtype=KEEP_DTYPE)
-    nf4 = weight_footprint(config, "nf4", keep_dtype=KEEP_DTYPE)
+    name = str(model) if model is not None else str(TINY_MODEL_DIR)
+    if Path(name).name == TINY_MODEL_DIR.name:  # the tiny model, wherever the course lives
+        name = str(TINY_MODEL_DIR)
+    if Path(name).is_dir():
+        config = AutoConfig.from_pretrained(name)
+    elif _known_architecture(name) is not None:
+        config = load_model_config(_known_architecture(name))
+    else:
+        try:
+            config = AutoConfig.from_pretrained(name, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise Feedback(
+                f"the checker cannot price {name!r}: no config for it on this machine "
+                f"({type(exc).__name__}); measure the tiny model (unset LORA_COURSE_MODEL) or a "
+                "Llama architecture the course ships in data/model-configs"
+            ) from None
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        dtype = torch.float32  # a config that names no dtype: weights load as fp32
+    return config, dtype
+
+
+@functools.lru_cache(maxsize=8)
+def expected_values(model=None) -> dict[str, float]:
+    """The reference bytes for ``model`` (default the tiny Llama), from the footprint calculator.
+
+    Keys: ``footprint_8bit``, ``footprint_4bit``, ``ratio`` (the answers), and for the hints
+    ``fp32``, ``bf16`` (unquantized), ``int8_16bit``, ``nf4_16bit`` (kept layers 16-bit),
+    ``parameters``, ``kept_parameters`` (embeddings, lm_head, norms), ``keep_bytes`` (bytes per
+    kept parameter: the checkpoint's dtype).
+    """
+    from lora_course.memory import weight_footprint
+
+    config, keep = model_config(model)
+    int8 = weight_footprint(config, "int8", keep_dtype=keep)
+    nf4 = weight_footprint(config, "nf4", keep_dtype=keep)
     fp32 = weight_footprint(config, "fp32")
-    width = torch.empty(0, dtype=KEEP_DTYPE).element_size()
+    width = torch.empty(0, dtype=keep).element_size()
     return {
         "footprint_8bit": int8.footprint_bytes,
         "footprint_4bit": nf4.footprint_bytes,
@@ -71,7 +110,17 @@ def expected_values() -> dict[str, float]:
         "parameters": (fp32.linear_bytes + fp32.other_bytes) // 4,
         "linear_parameters": fp32.linear_bytes // 4,
         "kept_parameters": int8.other_bytes // width,
+        "keep_bytes": width,
     }
+
+
+@EXERCISE.prepare
+def _reference(answers: dict) -> dict:
+    model = answers["model"]
+    if model is not None and not isinstance(model, str | Path):
+        raise Feedback(f"`model` should be the name or folder of the model, got {model!r:.60}")
+    expected_values(None if model is None else str(model))  # a Feedback here names the model
+    return {**answers, "model": None if model is None else str(model)}
 
 
 def _number(answers: dict, name: str) -> float:
@@ -91,9 +140,9 @@ def _number(answers: dict, name: str) -> float:
     return float(value)
 
 
-def _footprint_hints(value: float, name: str, bits: str) -> str | None:
+def _footprint_hints(value: float, name: str, bits: str, model) -> str | None:
     """None if ``value`` is the right byte count; else the hint of the mistake it matches."""
-    ref = expected_values()
+    ref = expected_values(model)
     right = ref[name]
     if value == right:
         return None
@@ -113,11 +162,11 @@ def _footprint_hints(value: float, name: str, bits: str) -> str | None:
                 "returns them (an int, no conversion). MB and MiB differ by 4.9 %: say which one "
                 "you mean whenever you convert"
             )
-    if value == sixteen:
+    if value == sixteen and ref["keep_bytes"] != 2:
         return (
             f"`{name}` is the footprint with the non-quantized layers in 16-bit: you passed "
             "dtype=torch.float16 or torch.bfloat16 (or loaded a 16-bit copy). The task loads "
-            "without dtype=, so embeddings, lm_head and norms keep the checkpoint's fp32. Compare "
+            "without dtype=, so embeddings, lm_head and norms keep the checkpoint's dtype. Compare "
             "like with like: load both models the same way, as the task says"
         )
     if value in (ref["fp32"], ref["bf16"]):
@@ -139,28 +188,31 @@ def _footprint_hints(value: float, name: str, bits: str) -> str | None:
         )
     return (
         f"`{name}` should be model.get_memory_footprint() of the tiny model loaded with "
-        f"BitsAndBytesConfig(load_in_{bits}bit=True), device_map='cpu' and no dtype=, in bytes"
+        f"BitsAndBytesConfig(load_in_{bits}bit=True) and no dtype=, in bytes"
     )
 
 
 @EXERCISE.item("footprint_8bit: get_memory_footprint() with load_in_8bit=True, in bytes")
 def _check_8bit(answers):
-    return _footprint_hints(_number(answers, "footprint_8bit"), "footprint_8bit", "8")
+    value = _number(answers, "footprint_8bit")
+    return _footprint_hints(value, "footprint_8bit", "8", answers["model"])
 
 
 @EXERCISE.item("footprint_4bit: get_memory_footprint() with load_in_4bit=True, in bytes")
 def _check_4bit(answers):
-    return _footprint_hints(_number(answers, "footprint_4bit"), "footprint_4bit", "4")
+    value = _number(answers, "footprint_4bit")
+    return _footprint_hints(value, "footprint_4bit", "4", answers["model"])
 
 
-def _why_not_two() -> str:
-    ref = expected_values()
-    kept = ref["kept_parameters"] * 4  # fp32 bytes, the same in both models
+def _why_not_two(model) -> str:
+    ref = expected_values(model)
+    width = ref["keep_bytes"]
+    kept = ref["kept_parameters"] * width  # the same in both models
     return (
         "the ratio is not 2 for this model: only the decoder's linear layers go from 1 byte to "
-        "half a byte per weight. The embeddings, lm_head and norms are not quantized and stay "
-        f"fp32 in both models: {ref['kept_parameters']:,} of {ref['parameters']:,} parameters, "
-        f"but at 4 bytes each they are {kept / ref['footprint_8bit']:.0%} of the 8-bit and "
+        "half a byte per weight. The embeddings, lm_head and norms are not quantized and keep "
+        f"{width} bytes each in both models: {ref['kept_parameters']:,} of "
+        f"{ref['parameters']:,} parameters, {kept / ref['footprint_8bit']:.0%} of the 8-bit and "
         f"{kept / ref['footprint_4bit']:.0%} of the 4-bit footprint. Measure both footprints "
         "and divide"
     )
@@ -168,7 +220,7 @@ def _why_not_two() -> str:
 
 @EXERCISE.item("ratio = footprint_8bit / footprint_4bit")
 def _check_ratio(answers):
-    ref = expected_values()
+    ref = expected_values(answers["model"])
     ratio = _number(answers, "ratio")
     if math.isclose(ratio, ref["ratio"], abs_tol=RATIO_ATOL):
         return None
@@ -178,13 +230,13 @@ def _check_ratio(answers):
     except (Feedback, ZeroDivisionError):
         pass
     known = [
-        (2.0, _why_not_two()),
+        (2.0, _why_not_two(answers["model"])),
         (1 / ref["ratio"], "the ratio is upside down: footprint_8bit / footprint_4bit"),
-        (100 * ref["ratio"], "give the ratio as a plain number (1.37), not a percentage"),
+        (100 * ref["ratio"], "give the ratio as a plain number (1.5, not 150), not a percentage"),
         (
             ref["int8_16bit"] / ref["nf4_16bit"],
             "this is the ratio with the non-quantized layers in 16-bit (dtype=torch.float16 or "
-            "bfloat16): the task loads without dtype=, so they stay fp32",
+            "bfloat16): the task loads without dtype=, so they keep the checkpoint's dtype",
         ),
         (
             ref["fp32"] / ref["footprint_4bit"],
