@@ -1,7 +1,8 @@
 """``make bench``: one table of ratios measured side by side in one run.
 
 Rows (see each module's docstring): 1-3 ``bench_lora``, 4 ``bench_nf4``, 5 ``bench_finetune``,
-6 ``bench_notebooks``. Prints a markdown table with the machine and date; ``--out FILE`` also
+6 ``bench_notebooks``, 7 ``bench_memory`` (training-memory estimate vs measured peak).
+Prints a markdown table with the machine and date; ``--out FILE`` also
 writes it there. ``--quick`` runs fewer sizes and repetitions (a smoke test, not a result).
 """
 
@@ -16,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_finetune  # noqa: E402
 import bench_lora  # noqa: E402
+import bench_memory  # noqa: E402
 import bench_nf4  # noqa: E402
 import bench_notebooks  # noqa: E402
 from timing import machine  # noqa: E402
@@ -53,6 +55,7 @@ def main(argv=None) -> int:
     rows += bench_finetune.rows(steps=3 if args.quick else 20)
     if not args.skip_notebooks:
         rows += bench_notebooks.rows()
+    rows += bench_memory.rows(bench_memory.MODELS[:1] if args.quick else bench_memory.MODELS)
 
     today = datetime.date.today().isoformat()
     text = f"Measured {today} on {machine()}.\n\n{table(rows)}\n"

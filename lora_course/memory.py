@@ -10,7 +10,8 @@ tensor the way bitsandbytes and transformers store it (measured with the pinned 
 - nf4 (``load_in_4bit``): linear weights are packed uint8, 0.5 byte per weight; the absmax
   per block of 64 (fp32, or uint8 + fp32 per 256 + one fp32 mean with double quantization)
   lives in ``quant_state``, also not counted (QLoRA, arXiv 2305.14314, section 3).
-- Embeddings, ``lm_head`` and norms are never quantized; they keep ``keep_dtype``.
+- Embeddings, ``lm_head`` and norms are never quantized (a tied ``lm_head`` is the embedding
+  matrix itself, priced once); they keep ``keep_dtype``.
   ``peft.prepare_model_for_kbit_training`` upcasts them (every fp16/bf16 parameter that is not
   4-bit) to fp32: ``prepared=True``.
 
@@ -109,9 +110,13 @@ def weight_footprint(
         keep = torch.float32
     keep_size = torch.empty(0, dtype=keep).element_size()
     skip = {id(model.get_output_embeddings())}
+    seen = set()  # a tied output head is the input embedding: stored once, priced once
     linear = other = state = 0
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
             if isinstance(module, nn.Linear) and id(module) not in skip and name == "weight":
                 if quantized:
                     stored, extra = _quantized_bytes(p.numel(), p.shape[0], scheme)
