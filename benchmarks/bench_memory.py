@@ -15,7 +15,7 @@ Target: within 15 %.
 
 from __future__ import annotations
 
-from lora_course.memory_evidence import llama_config, measure_step
+from lora_course.memory_evidence import measure_step, step_comparison
 
 TARGET = 0.15
 # (label, sizes or None for the tiny model, batch, sequence lengths)
@@ -28,27 +28,6 @@ MODELS = [
         (128, 512),
     ),
 ]
-
-
-def estimate(spec: dict) -> dict:
-    """The estimator's parts for the same step: fp32 compute, fp32 adapters, AdamW."""
-    import torch
-
-    from lora_course.training_memory import training_memory
-
-    table = training_memory(
-        llama_config(spec["sizes"]),
-        "lora",
-        batch_size=spec["batch"],
-        seq_len=spec["seq_len"],
-        gradient_checkpointing=spec["checkpointing"],
-        compute_dtype=torch.float32,
-    ).set_index("part")["bytes"]
-    saved_logits = 4 * llama_config(spec["sizes"]).vocab_size * spec["batch"] * spec["seq_len"]
-    return {
-        "activations": int(table["activations"]) + saved_logits,
-        "step": int(table["activations"] + table["logits and loss"] + table["gradients"]),
-    }
 
 
 def table(models=MODELS) -> list[dict]:
@@ -64,18 +43,18 @@ def table(models=MODELS) -> list[dict]:
                     seq_len=seq_len,
                     checkpointing=checkpointing,
                 )
-                got, want = measure_step(spec), estimate(spec)
-                step = got["step"]
+                parts = step_comparison(spec, measure_step(spec)).set_index("part")
+                saved, step = parts.loc["saved for backward"], parts.loc["step above baseline"]
                 rows.append(
                     {
                         "model": label,
                         "batch x seq": f"{batch} x {seq_len}",
                         "checkpointing": checkpointing,
-                        "saved_mb": got["saved"] / 1e6,
-                        "saved_est_mb": want["activations"] / 1e6,
-                        "step_mb": step / 1e6,
-                        "step_est_mb": want["step"] / 1e6,
-                        "error": want["step"] / step - 1,
+                        "saved_mb": saved["measured_bytes"] / 1e6,
+                        "saved_est_mb": saved["estimated_bytes"] / 1e6,
+                        "step_mb": step["measured_bytes"] / 1e6,
+                        "step_est_mb": step["estimated_bytes"] / 1e6,
+                        "error": step["ratio"] - 1,
                     }
                 )
     return rows

@@ -32,7 +32,11 @@ import torch
 
 __all__ = [
     "llama_config",
+    "tiny_lora_model",
+    "optimizer_state",
+    "checkpointing_step_times",
     "measure_step",
+    "step_comparison",
     "saved_tensor_bytes",
     "state_bytes",
     "PUBLISHED",
@@ -75,6 +79,78 @@ def state_bytes(optimizer) -> int:
     return sum(seen.values())
 
 
+def _with_lora(model, checkpointing: bool, quantized: bool = False):
+    """PEFT LoRA on every linear layer (r=8, fp32), after checkpointing or k-bit preparation."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if quantized:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if checkpointing:
+        model.config.use_cache = False  # a cache is for generation; training recomputes
+        model.activation_checkpointing_enable({"use_reentrant": False})
+        model.enable_input_require_grads()
+    lora = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", lora_dropout=0.0)
+    model = get_peft_model(model, lora)
+    model.train()
+    return model
+
+
+def tiny_lora_model(checkpointing: bool = False):
+    """The tiny model (fp32) with PEFT LoRA on every linear layer (r=8, fp32), in train mode."""
+    from lora_course.models import load_model
+
+    return _with_lora(load_model(device="cpu")[0], checkpointing)
+
+
+def optimizer_state(model, optimizer: str = "adamw") -> dict:
+    """Build ``optimizer`` on ``model``'s trainable parameters, take one step with unit
+    gradients, and return ``bytes`` (its state tensors, ``state_bytes``) and ``paged``: False
+    when bitsandbytes fell back to unpaged memory (it does on a CPU, with a warning that is
+    caught here), True when the state is paged, None for an optimizer that never pages."""
+    import importlib
+    import warnings
+
+    if optimizer not in _OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {list(_OPTIMIZERS)}, got {optimizer!r}")
+    module, name = _OPTIMIZERS[optimizer]
+    params = [p for p in model.parameters() if p.requires_grad]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        opt = getattr(importlib.import_module(module), name)(params, lr=1e-4)
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt.step()
+    opt.zero_grad()
+    fell_back = any("Paged optimizers are not supported" in str(w.message) for w in caught)
+    paged = (not fell_back) if optimizer.startswith("paged") else None
+    return {"bytes": state_bytes(opt), "paged": paged}
+
+
+def checkpointing_step_times(batch: int = 4, seq_len: int = 128, repeats: int = 5) -> dict:
+    """Median seconds of one training step of the tiny LoRA model without and with gradient
+    checkpointing, the two measured in turn in each repetition (same conditions for both)."""
+    import statistics
+    import time
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: the ratio, not the machine's parallelism
+    torch.manual_seed(0)
+    models = {gc: tiny_lora_model(gc) for gc in (False, True)}
+    ids = torch.randint(0, models[False].config.vocab_size, (batch, seq_len))
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(repeats + 1):  # the first round warms up and is not counted
+        for gc, model in models.items():
+            start = time.perf_counter()
+            model(input_ids=ids, labels=ids).loss.backward()
+            model.zero_grad()
+            times[gc].append(time.perf_counter() - start)
+    torch.set_num_threads(threads)
+    return {
+        "without": statistics.median(times[False][1:]),
+        "with": statistics.median(times[True][1:]),
+    }
+
+
 def _status(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -103,31 +179,19 @@ def llama_config(sizes: dict | None = None):
 
 
 def _build(spec: dict):
-    """The model of ``spec`` with PEFT LoRA (fp32 adapters, every linear layer, r=8)."""
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
+    """The model of ``spec`` with LoRA, and the bytes of its weights before the adapters."""
     from lora_course.memory import measured_quant_state_bytes
     from lora_course.models import load_model
 
-    gc = spec.get("checkpointing", False)
+    quantized = spec["method"] == "qlora"
     if spec.get("sizes"):
         from transformers import LlamaForCausalLM
 
         model = LlamaForCausalLM(llama_config(spec["sizes"]))
     else:
-        model, _ = load_model(
-            quantization="nf4" if spec["method"] == "qlora" else None, device="cpu"
-        )
-    if spec["method"] == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc)
-    elif gc:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
+        model, _ = load_model(quantization="nf4" if quantized else None, device="cpu")
     weights = model.get_memory_footprint() + measured_quant_state_bytes(model)
-    lora = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", lora_dropout=0.0)
-    model = get_peft_model(model, lora)
-    model.train()
-    return model, weights
+    return _with_lora(model, spec.get("checkpointing", False), quantized), weights
 
 
 def _child(spec: dict) -> dict:
@@ -192,6 +256,44 @@ def measure_step(spec: dict) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"the measuring process failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def step_comparison(spec: dict, measured: dict) -> pd.DataFrame:
+    """``measure_step(spec)``'s figures beside ``training_memory``'s for the same step (fp32
+    compute, as the tiny model and the random Llamas train here), one row per part.
+
+    Columns: ``part``, ``measured_bytes``, ``estimated_bytes``, ``ratio`` (estimated / measured).
+    "saved for backward" is the activations plus the loss's fp32 log-softmax; "step above
+    baseline" what the step adds: activations, logits and loss, gradients, dequantized weight.
+    """
+    from lora_course.training_memory import training_memory
+
+    config = llama_config(spec.get("sizes"))
+    table = training_memory(
+        config,
+        spec["method"],
+        batch_size=spec["batch"],
+        seq_len=spec["seq_len"],
+        gradient_checkpointing=spec.get("checkpointing", False),
+        compute_dtype=torch.float32,
+    ).set_index("part")["bytes"]
+    log_softmax = 4 * config.vocab_size * spec["batch"] * spec["seq_len"]
+    step_parts = ["activations", "logits and loss", "gradients", "dequantized weight"]
+    rows = [
+        (
+            "weights",
+            measured["weights"],
+            table["base weights"] + table.get("quantization state", 0),
+        ),
+        ("trainable parameters", measured["trainable"], table["trainable parameters"]),
+        ("optimizer state", measured["optimizer_state"], table["optimizer state"]),
+        ("saved for backward", measured["saved"], table["activations"] + log_softmax),
+        ("step above baseline", measured["step"], table.reindex(step_parts).fillna(0).sum()),
+    ]
+    out = pd.DataFrame(rows, columns=["part", "measured_bytes", "estimated_bytes"])
+    out["estimated_bytes"] = out["estimated_bytes"].astype("int64")
+    out["ratio"] = out["estimated_bytes"] / out["measured_bytes"]
+    return out
 
 
 # Published peak-memory figures with their settings. ``settings`` are training_memory's

@@ -263,7 +263,7 @@ def plot_training_memory(scenarios, model: str = "Llama-3.1-8B", gpus=(12, 16, 2
                       "qlora": "QLoRA (nf4 + DQ)"}.get(method, method), fontsize=12)  # fmt: skip
         ax.grid(axis="x", visible=False)
     axes[0].set_ylabel("peak memory (GiB)")
-    axes[0].set_yticks(list(gpus) + [int(top // 20 * 20 + 20)])
+    axes[0].set_yticks(list(gpus) + list(range(120, int(top) + 1, 40)))
     axes[0].set_ylim(0, top * 1.1)
     fig.suptitle(f"{model}: training memory by part; number on a bar = smallest GPU (GB) it fits")
     fig.supxlabel("batch x tokens, gradient checkpointing", fontsize=12)
