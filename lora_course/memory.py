@@ -22,6 +22,7 @@ as in the lesson.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -77,6 +78,16 @@ class Footprint:
         return self.footprint_bytes + self.quant_state_bytes
 
 
+@functools.lru_cache(maxsize=16)
+def _named_meta_model(name: str) -> nn.Module:
+    return meta_model(name)
+
+
+def shapes_model(config) -> nn.Module:
+    """``params.meta_model(config)``, built once per shipped name: read it, do not change it."""
+    return _named_meta_model(config) if isinstance(config, str) else meta_model(config)
+
+
 def _check_scheme(scheme: str) -> str:
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}; choose one of {list(SCHEMES)}")
@@ -103,7 +114,7 @@ def weight_footprint(
     which upcasts those layers to fp32.
     """
     _check_scheme(scheme)
-    model = meta_model(config)
+    model = shapes_model(config)
     quantized = scheme not in _FLOAT
     keep = _FLOAT[scheme] if not quantized else keep_dtype
     if prepared and keep in (torch.float16, torch.bfloat16):

@@ -51,8 +51,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lora_course.memory import LORA_TARGETS, weight_footprint
-from lora_course.params import meta_model
+from lora_course.memory import LORA_TARGETS, shapes_model, weight_footprint
 
 __all__ = [
     "METHODS",
@@ -82,7 +81,7 @@ def _width(name: str, dtype) -> int:
 
 
 def _shapes(config):
-    model = meta_model(config)
+    model = shapes_model(config)
     cfg = model.config
     linears = {
         n.rsplit(".", 1)[-1]: m for n, m in model.named_modules() if isinstance(m, nn.Linear)

@@ -142,7 +142,7 @@ def test_parts_of_llama_3_1_8b():
     full = tm.training_memory("Llama-3.1-8B", "full").set_index("part")["bytes"]
     assert full["base weights"] == weight_footprint("Llama-3.1-8B", "bf16").footprint_bytes
     assert full["gradients"] == 2 * 8_030_261_248
-    n_tensors = len(list(tm.meta_model("Llama-3.1-8B").parameters()))
+    n_tensors = len(list(tm.shapes_model("Llama-3.1-8B").parameters()))
     assert full["optimizer state"] == 2 * 2 * 8_030_261_248 + 4 * n_tensors
 
 
