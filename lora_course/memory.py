@@ -36,6 +36,7 @@ __all__ = [
     "SCHEMES",
     "Footprint",
     "weight_footprint",
+    "shapes_model",
     "measured_quant_state_bytes",
     "lesson_memory_table",
     "real_memory_table",
