@@ -1,11 +1,12 @@
 """``make bench``: one table of ratios measured side by side in one run.
 
 Rows (see each module's docstring): 1-3 ``bench_lora``, 4 ``bench_nf4``, 5 ``bench_finetune``,
-6 ``bench_notebooks``, 7 ``bench_dtype``, 8 ``bench_grading``. The ``bf16`` column says, for rows 6 and 7, whether
-bf16 was native or emulated where they ran; ``--avx2`` adds row 6 once more with oneDNN limited
-to AVX2 (emulated bf16, as on a CPU without AVX512-BF16). Prints a markdown table with the
-machine and date; ``--out FILE`` also writes it there. ``--quick`` runs fewer sizes and
-repetitions (a smoke test, not a result).
+6 ``bench_notebooks``, 7 ``bench_dtype``, 8 ``bench_grading``,
+9 ``bench_memory`` (training-memory estimate vs measured peak). The ``bf16`` column says,
+for rows 6 and 7, whether bf16 was native or emulated where they ran; ``--avx2`` adds row 6
+once more with oneDNN limited to AVX2 (emulated bf16, as on a CPU without AVX512-BF16).
+Prints a markdown table with the machine and date; ``--out FILE`` also writes it there.
+``--quick`` runs fewer sizes and repetitions (a smoke test, not a result).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import bench_dtype  # noqa: E402
 import bench_finetune  # noqa: E402
 import bench_grading  # noqa: E402
 import bench_lora  # noqa: E402
+import bench_memory  # noqa: E402
 import bench_nf4  # noqa: E402
 import bench_notebooks  # noqa: E402
 from timing import machine  # noqa: E402
@@ -70,6 +72,7 @@ def main(argv=None) -> int:
             rows += bench_notebooks.rows(env=bench_dtype.EMULATE)
     if not args.skip_grading:
         rows += bench_grading.rows()
+    rows += bench_memory.rows(bench_memory.MODELS[:1] if args.quick else bench_memory.MODELS)
 
     today = datetime.date.today().isoformat()
     text = f"Measured {today} on {machine()}.\n\n{table(rows)}\n"

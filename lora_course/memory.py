@@ -10,7 +10,8 @@ tensor the way bitsandbytes and transformers store it (measured with the pinned 
 - nf4 (``load_in_4bit``): linear weights are packed uint8, 0.5 byte per weight; the absmax
   per block of 64 (fp32, or uint8 + fp32 per 256 + one fp32 mean with double quantization)
   lives in ``quant_state``, also not counted (QLoRA, arXiv 2305.14314, section 3).
-- Embeddings, ``lm_head`` and norms are never quantized; they keep ``keep_dtype``.
+- Embeddings, ``lm_head`` and norms are never quantized (a tied ``lm_head`` is the embedding
+  matrix itself, priced once); they keep ``keep_dtype``.
   ``peft.prepare_model_for_kbit_training`` upcasts them (every fp16/bf16 parameter that is not
   4-bit) to fp32: ``prepared=True``.
 
@@ -21,6 +22,7 @@ as in the lesson.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -34,6 +36,7 @@ __all__ = [
     "SCHEMES",
     "Footprint",
     "weight_footprint",
+    "shapes_model",
     "measured_quant_state_bytes",
     "lesson_memory_table",
     "real_memory_table",
@@ -76,6 +79,16 @@ class Footprint:
         return self.footprint_bytes + self.quant_state_bytes
 
 
+@functools.lru_cache(maxsize=16)
+def _named_meta_model(name: str) -> nn.Module:
+    return meta_model(name)
+
+
+def shapes_model(config) -> nn.Module:
+    """``params.meta_model(config)``, built once per shipped name: read it, do not change it."""
+    return _named_meta_model(config) if isinstance(config, str) else meta_model(config)
+
+
 def _check_scheme(scheme: str) -> str:
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}; choose one of {list(SCHEMES)}")
@@ -102,16 +115,20 @@ def weight_footprint(
     which upcasts those layers to fp32.
     """
     _check_scheme(scheme)
-    model = meta_model(config)
+    model = shapes_model(config)
     quantized = scheme not in _FLOAT
     keep = _FLOAT[scheme] if not quantized else keep_dtype
     if prepared and keep in (torch.float16, torch.bfloat16):
         keep = torch.float32
     keep_size = torch.empty(0, dtype=keep).element_size()
     skip = {id(model.get_output_embeddings())}
+    seen = set()  # a tied output head is the input embedding: stored once, priced once
     linear = other = state = 0
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
             if isinstance(module, nn.Linear) and id(module) not in skip and name == "weight":
                 if quantized:
                     stored, extra = _quantized_bytes(p.numel(), p.shape[0], scheme)

@@ -23,6 +23,7 @@ __all__ = [
     "plot_rank_sweep",
     "plot_merge_ways",
     "plot_text_loss",
+    "plot_training_memory",
 ]
 
 COURSE_STYLE = {
@@ -310,6 +311,57 @@ def plot_text_loss(losses: dict[str, float], title: str = "Loss on held-out pret
     ax.axvline(values[0], color="black", linestyle="--", label=f"{names[0]}: {values[0]:.2f}")
     ax.bar_label(bars, fmt="%.2f", fontsize=10, padding=8)  # clear of the dashed line
     ax.legend(loc="lower right")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+_MEMORY_PARTS = {  # legend label: columns of lora_course.training_memory.scenario_table
+    "weights (+ quant state)": ("base weights", "quantization state"),
+    "trainable + gradients + optimizer": ("trainable parameters", "gradients", "optimizer state"),
+    "activations": ("activations",),
+    "logits and loss": ("logits and loss",),
+    "other (dequantized weight, overhead)": ("dequantized weight", "runtime overhead"),
+}
+
+
+def plot_training_memory(scenarios, model: str = "Llama-3.1-8B", gpus=(12, 16, 24, 40, 80)):
+    """Stacked parts of the peak (GiB, as GPUs are sized) for each row of
+    ``lora_course.training_memory.scenario_table``: one panel per method, one bar per batch x
+    tokens with checkpointing off/on, the smallest GPU that holds it above each bar, and a
+    dashed line per GPU size."""
+    methods = list(dict.fromkeys(scenarios["method"]))
+    with mpl.rc_context(COURSE_STYLE):
+        fig, axes = plt.subplots(1, len(methods), figsize=(13, 5.5), sharey=True)
+    gib = 2**30 / 1e9
+    top = scenarios["peak_gb"].max() / gib
+    for ax, method in zip(axes, methods, strict=True):
+        part = scenarios[scenarios["method"] == method].reset_index(drop=True)
+        pos = torch.arange(len(part)).float().tolist()
+        bottom = [0.0] * len(part)
+        for i, (label, columns) in enumerate(_MEMORY_PARTS.items()):
+            cols = [c for c in columns if c in part]
+            values = (part[cols].sum(axis=1) / gib).tolist() if cols else [0.0] * len(part)
+            ax.bar(pos, values, bottom=bottom, color=f"C{i}", label=label, width=0.75)
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        for x, height, gpu in zip(pos, bottom, part["smallest_gpu"], strict=True):
+            text = f"{gpu}" if str(gpu).isdigit() else "none"
+            ax.text(x, height + top * 0.01, text, ha="center", va="bottom", fontsize=9)
+        for size in gpus:
+            ax.axhline(size, color="grey", linestyle="--", linewidth=0.8)
+        rows = part[["batch_size", "seq_len", "checkpointing"]].itertuples(index=False)
+        labels = [f"{b}x{s}\n{'ckpt' if gc else 'no ckpt'}" for b, s, gc in rows]
+        ax.set_xticks(pos, labels, fontsize=8)
+        ax.set_title({"full": "full fine-tuning (bf16, AdamW)", "lora": "LoRA (bf16 base)",
+                      "qlora": "QLoRA (nf4 + DQ)"}.get(method, method), fontsize=12)  # fmt: skip
+        ax.grid(axis="x", visible=False)
+    axes[0].set_ylabel("peak memory (GiB)")
+    axes[0].set_yticks(list(gpus) + list(range(120, int(top) + 1, 40)))
+    axes[0].set_ylim(0, top * 1.1)
+    fig.suptitle(f"{model}: training memory by part; number on a bar = smallest GPU (GB) it fits")
+    fig.supxlabel("batch x tokens, gradient checkpointing", fontsize=12)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=3, fontsize=10, bbox_to_anchor=(0.5, -0.13))
     fig.tight_layout()
     plt.close(fig)
     return fig

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lora_course import memory
-from lora_course.params import count_parameters, meta_model
+from lora_course.params import available_model_configs, count_parameters, meta_model
 
 FACTS_PARAMETERS = {
     "Llama-2-7B": 6_738_415_616,
@@ -12,6 +12,8 @@ FACTS_PARAMETERS = {
     "Llama-2-70B": 68_976_648_192,
     "Llama-3.1-8B": 8_030_261_248,
     "Llama-3.1-70B": 70_553_706_496,
+    "Llama-3.2-1B": 1_235_814_400,  # tied: the shared embedding counted once
+    "Llama-3.2-3B": 3_212_749_824,
 }
 
 
@@ -119,6 +121,41 @@ def test_load_in_8bit_alone_keeps_the_other_layers_in_the_checkpoint_dtype():
         assert model.get_memory_footprint() == expected_values()[f"footprint_{bits}bit"]
         fp = memory.weight_footprint(model.config, scheme, keep_dtype=KEEP_DTYPE)
         assert model.get_memory_footprint() == fp.footprint_bytes
+
+
+def shrunk(name):
+    """``name``'s layout at 1/32 of the width: same tie flag, same grouping of heads, a head
+    width that is not hidden / heads, two layers, a small vocabulary."""
+    from lora_course.params import load_model_config
+
+    cfg = load_model_config(name)
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    cfg.hidden_size //= 32
+    cfg.intermediate_size //= 32
+    cfg.num_hidden_layers, cfg.vocab_size = 2, 1000
+    cfg.head_dim = head_dim // 8
+    cfg.num_attention_heads //= 8
+    cfg.num_key_value_heads = max(1, cfg.num_key_value_heads // 8)
+    return cfg
+
+
+@pytest.mark.parametrize("name", available_model_configs())
+def test_every_shipped_layout_is_priced_to_the_byte(name, tmp_path):
+    """Random-weight small versions of each public layout, tied and untied, in fp32, bf16 and
+    nf4 + double quantization: the calculator equals get_memory_footprint() and the state."""
+    from transformers import LlamaForCausalLM
+
+    config = shrunk(name)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    assert (model.lm_head.weight is model.model.embed_tokens.weight) == config.tie_word_embeddings
+    assert model.get_memory_footprint() == memory.weight_footprint(config, "fp32").footprint_bytes
+    model.save_pretrained(tmp_path)
+    for scheme, keep in (("bf16", None), ("nf4+dq", torch.bfloat16)):
+        loaded = load(tmp_path, scheme, keep)
+        expected = memory.weight_footprint(config, scheme, keep_dtype=keep or torch.bfloat16)
+        assert loaded.get_memory_footprint() == expected.footprint_bytes
+        assert memory.measured_quant_state_bytes(loaded) == expected.quant_state_bytes
 
 
 def test_double_quant_does_not_change_the_footprint_only_the_state():

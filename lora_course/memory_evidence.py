@@ -1,0 +1,357 @@
+"""The training-memory estimate checked: against a step measured here, and against papers.
+
+``measure_step(spec)`` trains one step in a fresh Python process and reports, in bytes:
+
+- ``saved``: every tensor autograd keeps for the backward pass, counted once per storage
+  (``torch.autograd.graph.saved_tensors_hooks``): the activations and the loss's log-softmax,
+  exactly;
+- ``step``: the process's peak resident memory during one step (forward, backward, optimizer
+  step, ``zero_grad``) minus its resident memory just before it. On Linux the kernel's peak
+  counter (``VmHWM``) is reset first by writing 5 to ``/proc/self/clear_refs``; glibc is told to
+  map every block over 64 KiB on its own (``MALLOC_MMAP_THRESHOLD_``) so that freed tensors go
+  back to the system instead of hiding in the baseline. A warm-up step on 16 tokens runs first,
+  so kernels, thread pools and the optimizer's state are already in the baseline;
+- ``weights`` (``get_memory_footprint()`` + quantization state), ``trainable``, and
+  ``optimizer_state`` (the bytes of the optimizer's state tensors, storages counted once).
+
+A fresh process per measurement keeps one run's freed memory out of the next one's figures.
+``published_comparison()`` prices the settings of published measurements (``PUBLISHED``: rows
+are data; add one with its source).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+__all__ = [
+    "llama_config",
+    "tiny_lora_model",
+    "optimizer_state",
+    "checkpointing_step_times",
+    "measure_step",
+    "step_comparison",
+    "saved_tensor_bytes",
+    "state_bytes",
+    "PUBLISHED",
+    "published_comparison",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+_OPTIMIZERS = {
+    "adamw": ("torch.optim", "AdamW"),
+    "paged-adamw": ("bitsandbytes.optim", "PagedAdamW"),
+    "adamw-8bit": ("bitsandbytes.optim", "AdamW8bit"),
+    "paged-adamw-8bit": ("bitsandbytes.optim", "PagedAdamW8bit"),
+}
+
+
+def saved_tensor_bytes(model, **inputs) -> int:
+    """Bytes autograd saves for the backward pass of ``model(**inputs)``, parameters left out."""
+    storages: dict[int, int] = {}
+
+    def pack(t):
+        storages.setdefault(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(**inputs)
+    del out
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    return sum(n for ptr, n in storages.items() if ptr not in params)
+
+
+def state_bytes(optimizer) -> int:
+    """Bytes of an optimizer's state tensors (shared ones, such as code maps, counted once)."""
+    seen: dict[int, int] = {}
+    for state in optimizer.state.values():
+        for value in state.values():
+            if torch.is_tensor(value):
+                seen.setdefault(
+                    value.untyped_storage().data_ptr(), value.untyped_storage().nbytes()
+                )
+    return sum(seen.values())
+
+
+def _with_lora(model, checkpointing: bool, quantized: bool = False):
+    """PEFT LoRA on every linear layer (r=8, fp32), after checkpointing or k-bit preparation."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if quantized:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if checkpointing:
+        model.config.use_cache = False  # a cache is for generation; training recomputes
+        model.activation_checkpointing_enable({"use_reentrant": False})
+        model.enable_input_require_grads()
+    lora = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", lora_dropout=0.0)
+    model = get_peft_model(model, lora)
+    model.train()
+    return model
+
+
+def tiny_lora_model(checkpointing: bool = False):
+    """The tiny model (fp32) with PEFT LoRA on every linear layer (r=8, fp32), in train mode."""
+    from lora_course.models import load_model
+
+    return _with_lora(load_model(device="cpu")[0], checkpointing)
+
+
+def optimizer_state(model, optimizer: str = "adamw") -> dict:
+    """Build ``optimizer`` on ``model``'s trainable parameters, take one step with unit
+    gradients, and return ``bytes`` (its state tensors, ``state_bytes``) and ``paged``: False
+    when bitsandbytes fell back to unpaged memory (it does on a CPU, with a warning that is
+    caught here), True when the state is paged, None for an optimizer that never pages."""
+    import importlib
+    import warnings
+
+    if optimizer not in _OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {list(_OPTIMIZERS)}, got {optimizer!r}")
+    module, name = _OPTIMIZERS[optimizer]
+    params = [p for p in model.parameters() if p.requires_grad]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        opt = getattr(importlib.import_module(module), name)(params, lr=1e-4)
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt.step()
+    opt.zero_grad()
+    fell_back = any("Paged optimizers are not supported" in str(w.message) for w in caught)
+    paged = (not fell_back) if optimizer.startswith("paged") else None
+    return {"bytes": state_bytes(opt), "paged": paged}
+
+
+def checkpointing_step_times(batch: int = 4, seq_len: int = 128, repeats: int = 5) -> dict:
+    """Median seconds of one training step of the tiny LoRA model without and with gradient
+    checkpointing, the two measured in turn in each repetition (same conditions for both)."""
+    import statistics
+    import time
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: the ratio, not the machine's parallelism
+    torch.manual_seed(0)
+    models = {gc: tiny_lora_model(gc) for gc in (False, True)}
+    ids = torch.randint(0, models[False].config.vocab_size, (batch, seq_len))
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(repeats + 1):  # the first round warms up and is not counted
+        for gc, model in models.items():
+            start = time.perf_counter()
+            model(input_ids=ids, labels=ids).loss.backward()
+            model.zero_grad()
+            times[gc].append(time.perf_counter() - start)
+    torch.set_num_threads(threads)
+    return {
+        "without": statistics.median(times[False][1:]),
+        "with": statistics.median(times[True][1:]),
+    }
+
+
+def _status(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} is not in /proc/self/status: measure_step needs Linux")
+
+
+def llama_config(sizes: dict | None = None):
+    """The tiny model's config, or a Llama of ``sizes`` (``h``, ``i``, ``layers``, ``heads``,
+    ``kv``, ``vocab``, optional ``tied``), the models ``measure_step`` trains."""
+    from transformers import LlamaConfig
+
+    if sizes is None:
+        from lora_course.models import TINY_MODEL_DIR
+
+        return LlamaConfig.from_pretrained(TINY_MODEL_DIR)
+    return LlamaConfig(
+        hidden_size=sizes["h"],
+        intermediate_size=sizes["i"],
+        num_hidden_layers=sizes["layers"],
+        num_attention_heads=sizes["heads"],
+        num_key_value_heads=sizes["kv"],
+        vocab_size=sizes["vocab"],
+        tie_word_embeddings=sizes.get("tied", False),
+    )
+
+
+def _build(spec: dict):
+    """The model of ``spec`` with LoRA, and the bytes of its weights before the adapters."""
+    from lora_course.memory import measured_quant_state_bytes
+    from lora_course.models import load_model
+
+    quantized = spec["method"] == "qlora"
+    if spec.get("sizes"):
+        from transformers import LlamaForCausalLM
+
+        model = LlamaForCausalLM(llama_config(spec["sizes"]))
+    else:
+        model, _ = load_model(quantization="nf4" if quantized else None, device="cpu")
+    weights = model.get_memory_footprint() + measured_quant_state_bytes(model)
+    return _with_lora(model, spec.get("checkpointing", False), quantized), weights
+
+
+def _child(spec: dict) -> dict:
+    import importlib
+    import time
+
+    import lora_course  # noqa: F401  (quiets bitsandbytes before it loads)
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model, weights = _build(spec)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    module, name = _OPTIMIZERS[spec.get("optimizer", "adamw")]
+    optimizer = getattr(importlib.import_module(module), name)(trainable, lr=1e-4)
+    vocab = model.config.vocab_size
+
+    def step(ids):
+        out = model(input_ids=ids, labels=ids)
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    step(torch.randint(0, vocab, (1, 16)))
+    ids = torch.randint(0, vocab, (spec["batch"], spec["seq_len"]))
+    Path("/proc/self/clear_refs").write_text("5")
+    baseline = _status("VmRSS")
+    start = time.perf_counter()
+    step(ids)
+    seconds = time.perf_counter() - start
+    step_bytes = _status("VmHWM") - baseline
+    return {
+        "step": step_bytes,
+        "seconds": seconds,
+        "saved": saved_tensor_bytes(model, input_ids=ids, labels=ids),
+        "weights": weights,
+        "trainable": sum(p.numel() * p.element_size() for p in trainable),
+        "optimizer_state": state_bytes(optimizer),
+    }
+
+
+def measure_step(spec: dict) -> dict:
+    """Measure one training step of ``spec`` in a fresh process (see the module docstring).
+
+    ``spec``: ``method`` (``"lora"`` or ``"qlora"``: the tiny model in nf4, prepared with
+    ``prepare_model_for_kbit_training``), ``batch``, ``seq_len``, optional ``checkpointing``,
+    ``optimizer`` (``adamw``, ``adamw-8bit``, ``paged-adamw``, ``paged-adamw-8bit``) and
+    ``sizes`` (a random-weight Llama: ``h``, ``i``, ``layers``, ``heads``, ``kv``, ``vocab``,
+    optional ``tied``; default the tiny model).
+    """
+    if spec.get("method") not in ("lora", "qlora"):
+        raise ValueError(f"spec['method'] must be 'lora' or 'qlora', got {spec.get('method')!r}")
+    if spec.get("optimizer", "adamw") not in _OPTIMIZERS:
+        raise ValueError(f"spec['optimizer'] must be one of {list(_OPTIMIZERS)}")
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-m", "lora_course.memory_evidence", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the measuring process failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def step_comparison(spec: dict, measured: dict) -> pd.DataFrame:
+    """``measure_step(spec)``'s figures beside ``training_memory``'s for the same step (fp32
+    compute, as the tiny model and the random Llamas train here), one row per part.
+
+    Columns: ``part``, ``measured_bytes``, ``estimated_bytes``, ``ratio`` (estimated / measured).
+    "saved for backward" is the activations plus the loss's fp32 log-softmax; "step above
+    baseline" what the step adds: activations, logits and loss, gradients, dequantized weight.
+    """
+    from lora_course.training_memory import training_memory
+
+    config = llama_config(spec.get("sizes"))
+    table = training_memory(
+        config,
+        spec["method"],
+        batch_size=spec["batch"],
+        seq_len=spec["seq_len"],
+        gradient_checkpointing=spec.get("checkpointing", False),
+        compute_dtype=torch.float32,
+    ).set_index("part")["bytes"]
+    log_softmax = 4 * config.vocab_size * spec["batch"] * spec["seq_len"]
+    step_parts = ["activations", "logits and loss", "gradients", "dequantized weight"]
+    rows = [
+        (
+            "weights",
+            measured["weights"],
+            table["base weights"] + table.get("quantization state", 0),
+        ),
+        ("trainable parameters", measured["trainable"], table["trainable parameters"]),
+        ("optimizer state", measured["optimizer_state"], table["optimizer state"]),
+        ("saved for backward", measured["saved"], table["activations"] + log_softmax),
+        ("step above baseline", measured["step"], table.reindex(step_parts).fillna(0).sum()),
+    ]
+    out = pd.DataFrame(rows, columns=["part", "measured_bytes", "estimated_bytes"])
+    out["estimated_bytes"] = out["estimated_bytes"].astype("int64")
+    out["ratio"] = out["estimated_bytes"] / out["measured_bytes"]
+    return out
+
+
+# Published peak-memory figures with their settings. ``settings`` are training_memory's
+# arguments for the same run; ``part`` compares one part only (None: the whole peak).
+PUBLISHED = [
+    {
+        "source": "QLoRA paper (Dettmers et al. 2023, arXiv 2305.14314)",
+        "model": "Llama-2-7B",
+        "what": "7B base model in 4 bit, alone (measured)",
+        "published_gb": 5.048,
+        "settings": {"method": "qlora", "prepared": False},
+        "part": ("base weights", "quantization state"),
+    },
+    {
+        "source": "LLaMA-Factory wiki: plain transformers + PEFT, measured",
+        "model": "Llama-2-7B",
+        "what": "QLoRA, batch 4 x 1,024 tokens, gradient checkpointing",
+        "published_gb": 9.0,
+        "settings": {"method": "qlora", "batch_size": 4, "seq_len": 1024},
+        "part": None,
+    },
+    {
+        "source": "LLaMA-Factory README, hardware table (an estimate, not a measurement)",
+        "model": "Llama-2-7B",
+        "what": "QLoRA 4-bit, 7B",
+        "published_gb": 6.0,
+        "settings": {"method": "qlora", "batch_size": 1, "seq_len": 512},
+        "part": None,
+    },
+]
+
+
+def published_comparison(rows=PUBLISHED) -> pd.DataFrame:
+    """Each published figure beside our estimate of the same settings.
+
+    Columns: ``source``, ``model``, ``settings`` (what was measured), ``published_gb``,
+    ``estimated_gb``, ``ratio`` (estimated / published).
+    """
+    from lora_course.training_memory import training_memory
+
+    out = []
+    for row in rows:
+        table = training_memory(row["model"], **row["settings"])
+        if row["part"] is not None:
+            table = table[table["part"].isin(row["part"])]
+        estimate = table["bytes"].sum() / 1e9
+        out.append(
+            {
+                "source": row["source"],
+                "model": row["model"],
+                "settings": row["what"],
+                "published_gb": row["published_gb"],
+                "estimated_gb": estimate,
+                "ratio": estimate / row["published_gb"],
+            }
+        )
+    return pd.DataFrame(out)
+
+
+if __name__ == "__main__":
+    print(json.dumps(_child(json.loads(sys.argv[1]))))

@@ -1,0 +1,364 @@
+"""Peak training memory, part by part: full fine-tuning, LoRA and QLoRA, on one or N devices.
+
+``training_memory(config, method, ...)`` returns one row per part, priced from the
+architecture (``config``: a name in ``data/model-configs`` or a transformers config):
+
+- base weights as stored (``memory.weight_footprint``) and, for 4-bit, the quantization state;
+- trainable parameters (LoRA's A and B, or every weight for full fine-tuning), their gradients
+  and the optimizer state: AdamW keeps two states per trainable value in the parameter's dtype
+  (torch's ``AdamW``); 8-bit AdamW (bitsandbytes) keeps two uint8 states plus one fp32 absmax
+  per block of 256 for each tensor of at least 4,096 values, and fp32 states for smaller ones.
+  "Paged" optimizers keep the same bytes in memory the GPU can evict to the CPU under
+  pressure: the state does not shrink, it can move;
+- activations saved for the backward pass, per token (below), with or without gradient
+  checkpointing, and the logits: vocabulary x tokens, the largest single tensor for Llama 3;
+- for 4-bit bases, one dequantized weight at a time (bitsandbytes dequantizes each weight for
+  its matmul); the runtime's fixed overhead (CUDA context, allocator slack) only when given.
+
+What the backward pass keeps, per token and decoder layer, in bytes (``c`` compute width, ``a``
+adapter width, ``q``/``kv`` query and key/value widths = heads x head_dim, measured with
+``torch.autograd.graph.saved_tensors_hooks`` on transformers' Llama with PEFT, SDPA attention):
+
+- two RMSNorms: their fp32 input (4h) and reciprocal RMS (4) each;
+- attention: rotated q and k, v and the attention output (c (2q + 2kv)) and the softmax
+  log-sum-exp (4 per head); no seq x seq matrix (fused attention);
+- MLP: gate, its SiLU and up (3ci);
+- the inputs of the layers that train: with ``a == c`` they are the normed inputs (ch, once
+  for q/k/v and once for gate/up) and the MLP product (ci); PEFT's adapters in fp32 over a
+  bf16 model cast each input to fp32 (a x in_features per adapted layer); plus r values per
+  adapter (A's output). Full fine-tuning keeps 4ch + ci (inputs of the layers that train and
+  two more h-wide copies, measured).
+
+The first layer keeps nothing that comes before its first adapter (no gradient flows there):
+the estimate leaves out its first norm's input, exact when q, k or v is adapted, and an upper
+bound by at most one layer otherwise. With gradient checkpointing each layer keeps only its
+input (ch); one layer is recomputed at a time in the backward pass. The loss keeps its fp32
+log-softmax (4V per token); when the backward pass starts, the logits (cV) and the gradients
+of the log-softmax and of the logits (4V each) are alive too. That moment is the peak unless
+a layer's backward is larger: with checkpointing that layer is recomputed (all its saved
+tensors) and its MLP holds three i-wide gradients at once.
+
+FSDP (``devices=N``) divides weights, quantization state, trainable parameters, gradients and
+optimizer state by N and adds one gathered decoder layer; activations are not divided. GPU sizes
+are GiB (a "24 GB" card holds 24 x 2**30 bytes); every other size is decimal GB.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import torch
+from torch import nn
+
+from lora_course.memory import LORA_TARGETS, shapes_model, weight_footprint
+
+__all__ = [
+    "METHODS",
+    "OPTIMIZERS",
+    "GPU_SIZES_GB",
+    "activation_bytes_per_token",
+    "optimizer_state_bytes",
+    "training_memory",
+    "peak_bytes",
+    "smallest_gpu",
+    "scenario_table",
+]
+
+GB = 1e9
+METHODS = ("full", "lora", "qlora")
+OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw", "paged-adamw-8bit")
+GPU_SIZES_GB = (12, 16, 24, 40, 80)
+_WIDTH = {torch.float32: 4, torch.bfloat16: 2, torch.float16: 2}
+_ATTENTION = ("q_proj", "k_proj", "v_proj")
+_MLP_IN = ("gate_proj", "up_proj")
+
+
+def _width(name: str, dtype) -> int:
+    if dtype not in _WIDTH:
+        raise ValueError(f"{name} must be torch.float32, torch.bfloat16 or float16, got {dtype}")
+    return _WIDTH[dtype]
+
+
+def _shapes(config):
+    model = shapes_model(config)
+    cfg = model.config
+    linears = {
+        n.rsplit(".", 1)[-1]: m for n, m in model.named_modules() if isinstance(m, nn.Linear)
+    }
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    dims = {
+        "h": cfg.hidden_size,
+        "i": cfg.intermediate_size,
+        "layers": cfg.num_hidden_layers,
+        "heads": cfg.num_attention_heads,
+        "q": cfg.num_attention_heads * head_dim,
+        "kv": cfg.num_key_value_heads * head_dim,
+        "vocab": cfg.vocab_size,
+    }
+    return model, linears, dims
+
+
+def _check_targets(linears, target_modules) -> tuple[str, ...]:
+    targets = tuple(target_modules)
+    missing = [t for t in targets if t not in linears or t == "lm_head"]
+    if missing or not targets:
+        raise ValueError(
+            f"target_modules {missing or targets} are not decoder linear layers of this model; "
+            f"choose from {list(LORA_TARGETS)}"
+        )
+    return targets
+
+
+def activation_bytes_per_token(
+    config,
+    method: str = "qlora",
+    rank: int = 8,
+    target_modules=LORA_TARGETS,
+    compute_dtype=torch.bfloat16,
+    adapter_dtype=torch.float32,
+) -> dict[str, int]:
+    """Bytes per token the backward pass needs (see the module docstring for each term).
+
+    Returns ``layer`` (one decoder layer, all its saved tensors), ``checkpoint`` (one layer's
+    input, what gradient checkpointing keeps), ``final`` (the last norm and the fp32
+    log-softmax), ``frozen_input`` (not kept: the first norm's input when the embeddings are
+    frozen), ``logits_backward`` (logits + the two vocab-wide gradients alive when the
+    backward pass starts), ``layer_backward`` (the gradients a layer's MLP holds at once).
+    """
+    _check_method(method)
+    _, linears, d = _shapes(config)
+    c = _width("compute_dtype", compute_dtype)
+    a = _width("adapter_dtype", adapter_dtype) if method != "full" else c
+    layer = 2 * (4 * d["h"] + 4) + c * (2 * d["q"] + 2 * d["kv"]) + 4 * d["heads"] + 3 * c * d["i"]
+    final = 4 * d["h"] + 4 + 4 * d["vocab"]
+    if method == "full":
+        # the trainable layers' inputs, plus two more h-wide copies that autograd keeps when
+        # every weight trains (measured with saved_tensors_hooks; not named here)
+        layer += c * (4 * d["h"] + d["i"])
+        final += 2 * c * d["h"]  # lm_head trains: its input, and a copy (measured)
+    else:
+        targets = _check_targets(linears, target_modules)
+        if a == c:  # the adapters read the tensors the layer keeps anyway, or their own input
+            layer += c * d["h"] * any(t in _ATTENTION for t in targets)
+            layer += c * d["h"] * any(t in _MLP_IN for t in targets)
+            layer += c * d["i"] * ("down_proj" in targets)
+        else:  # each adapter keeps its own copy of its input, cast to the adapter's dtype
+            layer += sum(a * linears[t].in_features for t in targets)
+        layer += a * rank * len(targets)
+    return {
+        "layer": layer,
+        # frozen embeddings: the first layer's norm input needs no gradient, so it is not kept
+        "frozen_input": 4 * d["h"] if method != "full" else 0,
+        "checkpoint": c * d["h"],
+        "final": final,
+        "logits_backward": (c + 8) * d["vocab"],
+        # the MLP's backward holds the gradients of its product, SiLU and up at once
+        "layer_backward": 3 * c * d["i"],
+    }
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+
+
+def optimizer_state_bytes(numels, optimizer: str = "adamw", param_bytes: int = 4) -> int:
+    """Optimizer-state bytes for trainable tensors of ``numels`` values each.
+
+    ``adamw`` (torch's ``AdamW``): two states in the parameter's dtype (``param_bytes``) and a
+    4-byte step per tensor. ``paged-adamw`` (bitsandbytes, 32-bit): two fp32 states.
+    ``adamw-8bit`` and ``paged-adamw-8bit``: two uint8 states + two fp32 absmax per block of 256
+    for tensors of at least 4,096 values, two fp32 states below that (``min_8bit_size``), and
+    two shared 256-value fp32 code maps. Paged state has the same bytes as unpaged.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
+    numels = list(numels)
+    if optimizer == "adamw":
+        return sum(2 * param_bytes * n + 4 for n in numels)
+    if optimizer == "paged-adamw":
+        return sum(2 * 4 * n for n in numels)
+    big = [n for n in numels if n >= 4096]
+    small = sum(2 * 4 * n for n in numels if n < 4096)
+    return small + sum(2 * n + 2 * 4 * math.ceil(n / 256) for n in big) + 2 * 4 * 256 * bool(big)
+
+
+def _positive(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def training_memory(
+    config,
+    method: str = "qlora",
+    rank: int = 8,
+    target_modules=LORA_TARGETS,
+    batch_size: int = 1,
+    seq_len: int = 512,
+    gradient_checkpointing: bool = True,
+    optimizer: str = "adamw",
+    compute_dtype=torch.bfloat16,
+    adapter_dtype=torch.float32,
+    prepared: bool = True,
+    devices: int = 1,
+    overhead_bytes: int = 0,
+) -> pd.DataFrame:
+    """Peak memory of one training step on each of ``devices`` devices, one row per part.
+
+    ``method``: ``full`` (every weight trains, in ``compute_dtype``), ``lora`` (base in
+    ``compute_dtype``), ``qlora`` (nf4 + double quantization, other layers in compute_dtype,
+    upcast to fp32 when ``prepared`` by ``prepare_model_for_kbit_training``, which makes the
+    hidden states, activations and logits fp32 too). Adapters and
+    their gradients are ``adapter_dtype`` (PEFT's default: fp32). Columns: ``part``,
+    ``bytes`` (per device), ``gb``, ``sharded`` (divided by ``devices`` under FSDP), ``note``.
+    The peak is the sum of the rows (``peak_bytes``).
+    """
+    _check_method(method)
+    batch_size, seq_len = _positive("batch_size", batch_size), _positive("seq_len", seq_len)
+    devices = _positive("devices", devices)
+    c = _width("compute_dtype", compute_dtype)
+    compute_scheme = {4: "fp32", 2: "bf16" if compute_dtype == torch.bfloat16 else "fp16"}[c]
+    model, linears, d = _shapes(config)
+    tokens = batch_size * seq_len
+    rows = []
+
+    def add(part, n_bytes, sharded, note):
+        rows.append(
+            (part, int(math.ceil(n_bytes / devices)) if sharded else int(n_bytes), sharded, note)
+        )
+
+    if method == "qlora":
+        fp = weight_footprint(config, "nf4+dq", keep_dtype=compute_dtype, prepared=prepared)
+        kept = "fp32 (prepared)" if prepared else compute_scheme
+        add(
+            "base weights", fp.footprint_bytes, True, f"nf4 linear layers; embeddings, norms {kept}"
+        )
+        add("quantization state", fp.quant_state_bytes, True, "absmax, double-quantized")
+    else:
+        fp = weight_footprint(config, compute_scheme)
+        what = "the weights train" if method == "full" else "frozen"
+        add("base weights", fp.footprint_bytes, True, f"{compute_scheme}, {what}")
+    if method == "full":
+        numels = [p.numel() for p in model.parameters()]
+        p_bytes, trainable_note = c, f"{sum(numels):,} parameters: the base weights themselves"
+        add("trainable parameters", 0, True, trainable_note)
+    else:
+        targets = _check_targets(linears, target_modules)
+        numels = []
+        for t in targets:
+            numels += [rank * linears[t].in_features, rank * linears[t].out_features]
+        numels *= d["layers"]
+        p_bytes = _width("adapter_dtype", adapter_dtype)
+        add(
+            "trainable parameters",
+            p_bytes * sum(numels),
+            True,
+            f"{sum(numels):,} LoRA values, r={rank}",
+        )
+    add("gradients", p_bytes * sum(numels), True, "one per trainable value")
+    state = optimizer_state_bytes(numels, optimizer, p_bytes)
+    where = "paged: evictable to CPU memory, same bytes" if optimizer.startswith("paged") else ""
+    add("optimizer state", state, True, f"{optimizer}; {where}".rstrip("; "))
+    # prepare_model_for_kbit_training upcasts embeddings and norms to fp32: the hidden states,
+    # and so every activation and the logits, are fp32 then (4-bit matmuls cast back)
+    act_dtype = torch.float32 if method == "qlora" and prepared else compute_dtype
+    per = activation_bytes_per_token(config, method, rank, target_modules, act_dtype, adapter_dtype)
+    if gradient_checkpointing:
+        saved = d["layers"] * per["checkpoint"] + per["final"]
+        extra = max(per["logits_backward"], per["layer"] + per["layer_backward"])
+        how = "each layer's input; one layer recomputed at a time"
+    else:
+        saved = d["layers"] * per["layer"] + per["final"] - per["frozen_input"]
+        extra = max(per["logits_backward"], per["layer_backward"])
+        how = "every layer's saved tensors"
+    add(
+        "activations",
+        tokens * (saved - 4 * d["vocab"]),
+        False,
+        f"{batch_size} x {seq_len} tokens: {how}",
+    )
+    add(
+        "logits and loss",
+        tokens * (4 * d["vocab"] + extra),
+        False,
+        f"vocab {d['vocab']:,} x tokens",
+    )
+    if method == "qlora":
+        biggest = max(m.in_features * m.out_features for n, m in linears.items() if n != "lm_head")
+        add(
+            "dequantized weight", c * biggest, False, "one 4-bit weight at a time, in compute dtype"
+        )
+    if devices > 1:
+        layer = model.model.layers[0]
+        four_bit = method == "qlora"
+        stored = sum(
+            math.ceil(m.weight.numel() / 2) if four_bit and isinstance(m, nn.Linear) else 0
+            for m in layer.modules()
+        )
+        stored += sum(
+            p.numel() * (4 if four_bit and prepared else c)
+            for m in layer.modules()
+            for p in m.parameters(recurse=False)
+            if not (four_bit and isinstance(m, nn.Linear))
+        )
+        add("gathered layer (FSDP)", stored, False, "one decoder layer unsharded at a time")
+    add(
+        "runtime overhead",
+        overhead_bytes,
+        False,
+        "CUDA context, allocator slack: given, not priced",
+    )
+    table = pd.DataFrame(rows, columns=["part", "bytes", "sharded", "note"])
+    table["gb"] = table["bytes"] / GB
+    return table[["part", "bytes", "gb", "sharded", "note"]]
+
+
+def peak_bytes(table: pd.DataFrame) -> int:
+    """The estimated peak: the sum of a ``training_memory`` table's parts."""
+    return int(table["bytes"].sum())
+
+
+def smallest_gpu(n_bytes: float, sizes=GPU_SIZES_GB) -> int | None:
+    """The smallest GPU size (GiB) in ``sizes`` that holds ``n_bytes``, or None."""
+    for size in sorted(sizes):
+        if n_bytes <= size * 2**30:
+            return size
+    return None
+
+
+def scenario_table(config="Llama-3.1-8B", batches=(1, 4), seq_lens=(512, 2048), **kwargs):
+    """Peak per part for full fine-tuning, LoRA and QLoRA over batch, length and checkpointing.
+
+    One row per scenario: ``method``, ``batch_size``, ``seq_len``, ``checkpointing``, one column
+    per part (GB), ``peak_gb`` and ``smallest_gpu`` (GiB, None when over 80).
+    """
+    rows = []
+    for method in METHODS:
+        for batch in batches:
+            for seq in seq_lens:
+                for gc in (False, True):
+                    table = training_memory(
+                        config,
+                        method,
+                        batch_size=batch,
+                        seq_len=seq,
+                        gradient_checkpointing=gc,
+                        **kwargs,
+                    )
+                    row = {
+                        "method": method,
+                        "batch_size": batch,
+                        "seq_len": seq,
+                        "checkpointing": gc,
+                    }
+                    row.update(dict(zip(table["part"], table["gb"], strict=True)))
+                    row["peak_gb"] = peak_bytes(table) / GB
+                    row["smallest_gpu"] = smallest_gpu(peak_bytes(table))
+                    rows.append(row)
+    table = pd.DataFrame(rows)
+    parts = [c for c in table.columns if c not in ("smallest_gpu",) and table[c].dtype == float]
+    table[parts] = table[parts].fillna(0.0)
+    table["smallest_gpu"] = table["smallest_gpu"].astype("Int64")
+    return table
