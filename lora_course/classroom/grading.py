@@ -89,8 +89,10 @@ class Submission:
         return merged
 
 
-async def _execute(nb, workdir: Path, answers_file: Path, expressions, cell_timeout, run):
+async def _execute(nb, workdir: Path, answers_file: Path, expressions, cell_timeout, run, sandbox):
     from nbclient import NotebookClient
+
+    from lora_course.classroom.sandbox import kernel_manager
 
     def on_cell_executed(cell, cell_index, execute_reply):
         content = (execute_reply or {}).get("content", {})
@@ -113,10 +115,13 @@ async def _execute(nb, workdir: Path, answers_file: Path, expressions, cell_time
         shutdown_kernel="immediate",
         on_cell_executed=on_cell_executed,
         log=_LOG,
+        km=kernel_manager(answers_file.parent, workdir) if sandbox else None,
         resources={"metadata": {"path": str(workdir)}},  # the kernel's cwd is the copy
     )
     # The kernel's own stdout/stderr (not its cells' outputs) would land in the grader's terminal.
-    async with client.async_setup_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+    async with client.async_setup_kernel(
+        cleanup_kc=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ):
         for index, cell in enumerate(nb.cells):
             await client.async_execute_cell(cell, index)
         source = export_source(expressions, answers_file)
@@ -159,11 +164,18 @@ def _run_async(make_coroutine):
 
 
 def run_notebook(
-    path: Path, master: Master, answers_dir: Path, cell_timeout: float, timeout: float
+    path: Path,
+    master: Master,
+    answers_dir: Path,
+    cell_timeout: float,
+    timeout: float,
+    sandbox: bool = True,
 ) -> NotebookRun:
     """Execute the notebook ``path`` (a copy; the kernel runs in its folder) and check its answers.
 
-    ``answers_dir`` receives the exported answers: a grader-owned folder outside the copy.
+    ``answers_dir`` receives the exported answers: a grader-owned folder outside the copy. With
+    ``sandbox`` the kernel runs in bubblewrap (:mod:`lora_course.classroom.sandbox`), able to
+    write ``answers_dir`` and below only.
     """
     from nbclient.exceptions import DeadKernelError
 
@@ -184,7 +196,13 @@ def run_notebook(
         finished = _run_async(
             lambda: _within(
                 _execute(
-                    nb, path.parent, answers_file, expressions, min(cell_timeout, timeout), run
+                    nb,
+                    path.parent,
+                    answers_file,
+                    expressions,
+                    min(cell_timeout, timeout),
+                    run,
+                    sandbox,
                 ),
                 timeout,
             )
@@ -218,8 +236,12 @@ def grade_submission(
     masters: list[Master],
     cell_timeout: float = 60,
     timeout: float = 300,
+    sandbox: bool = True,
 ) -> Submission:
-    """Copy one submission into a fresh temporary folder, run its exercise notebooks, check them."""
+    """Copy one submission into a fresh temporary folder, run its exercise notebooks, check them.
+
+    ``sandbox``: run each kernel in bubblewrap (see :mod:`lora_course.classroom.sandbox`).
+    """
     sub = Submission(name, path)
     with tempfile.TemporaryDirectory(prefix="lora-course-grade-") as tmp:
         work = Path(tmp) / "work"
@@ -236,7 +258,7 @@ def grade_submission(
             if nb is None and (path.is_file() or master is not None):
                 sub.runs.append(NotebookRun(copy.name, None, "not a notebook", problem))
             elif master is not None:
-                sub.runs.append(run_notebook(copy, master, Path(tmp), cell_timeout, timeout))
+                sub.runs.append(run_notebook(copy, master, Path(tmp), cell_timeout, timeout, sandbox))
             elif path.is_file():
                 stems = ", ".join(m.path.name for m in masters)
                 sub.runs.append(
