@@ -78,6 +78,8 @@ class Submission:
     runs: list[NotebookRun] = field(default_factory=list)
     status: str = "ok"
     message: str = ""
+    content_hash: str = ""  # of the submitted files (lora_course.classroom.record)
+    reused: bool = False  # copied from the previous gradebook: same files, same grader
 
     @property
     def results(self) -> dict[str, CheckResult]:
@@ -258,7 +260,9 @@ def grade_submission(
             if nb is None and (path.is_file() or master is not None):
                 sub.runs.append(NotebookRun(copy.name, None, "not a notebook", problem))
             elif master is not None:
-                sub.runs.append(run_notebook(copy, master, Path(tmp), cell_timeout, timeout, sandbox))
+                sub.runs.append(
+                    run_notebook(copy, master, Path(tmp), cell_timeout, timeout, sandbox)
+                )
             elif path.is_file():
                 stems = ", ".join(m.path.name for m in masters)
                 sub.runs.append(
@@ -287,28 +291,46 @@ def grade(
     cell_timeout: float = 60,
     timeout: float = 300,
     on_done: Callable[[Submission], None] | None = None,
+    sandbox: bool = True,
+    shard: tuple[int, int] = (1, 1),
+    previous: dict[str, Submission] | None = None,
 ) -> list[Submission]:
-    """Grade every submission in ``submissions``; results in name order.
+    """Grade every submission in ``submissions`` (or shard K of N of them); results in name order.
 
     ``jobs`` submissions run at once (a thread each, driving its own kernel process);
-    ``on_done`` is called as each finishes (a progress bar).
+    ``on_done`` is called as each finishes (a progress bar). ``previous`` maps names to rows of
+    an earlier run by the same grader: a row whose content hash is unchanged is reused, not run.
     """
+    from lora_course.classroom.record import content_hash, shard_of
+
     if jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs}")
     found = find_submissions(submissions)
+    mine = set(shard_of([n for n, _, _ in found], *shard))
     results = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {
-            pool.submit(grade_submission, n, p, nbs, masters, cell_timeout, timeout): (n, p, nbs)
-            for n, p, nbs in found
-        }
+        futures = {}
+        for n, p, nbs in found:
+            if n not in mine:
+                continue
+            digest = content_hash(p)
+            before = (previous or {}).get(n)
+            if before is not None and before.content_hash == digest:
+                before.reused, before.path = True, p
+                results.append(before)
+                if on_done is not None:
+                    on_done(before)
+                continue
+            job = pool.submit(grade_submission, n, p, nbs, masters, cell_timeout, timeout, sandbox)
+            futures[job] = (n, p, digest)
         for future in as_completed(futures):
-            name, path, _ = futures[future]
+            name, path, digest = futures[future]
             try:
                 result = future.result()
             except Exception as exc:  # a grader-side failure costs this row, not the run
                 message = f"the grader failed on this submission ({type(exc).__name__}: {exc})"
                 result = Submission(name, path, status="error", message=message)
+            result.content_hash = digest
             results.append(result)
             if on_done is not None:
                 on_done(result)
