@@ -122,7 +122,9 @@ def gradescope_results(sub: Submission | None, exercise_ids: list[str], seconds:
     for ex in exercise_ids:
         result = results.get(ex) or run_checks(ex, {})
         for item in result.items:
-            if item.needs_review:
+            if not result.attempted:
+                output = item.hint or "not attempted"
+            elif item.needs_review:
                 output = "An instructor will read this answer."
             elif item.passed:
                 output = "passed"
@@ -140,7 +142,9 @@ def gradescope_results(sub: Submission | None, exercise_ids: list[str], seconds:
     if sub is None:
         message = "No exercise notebook was found in this submission: upload the .ipynb files."
     else:
-        message = f"Status: {sub.status}. {sub.message}".strip()
+        from lora_course.classroom.gradebook import feedback_text
+
+        message = feedback_text(sub)
     return {
         "score": float(sum(t["score"] for t in tests)),
         "execution_time": int(seconds),

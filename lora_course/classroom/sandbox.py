@@ -93,13 +93,13 @@ def bwrap_command(argv: list[str], folder: Path, cwd: Path) -> list[str]:
     python = prefix / "bin" / Path(argv[0]).name
     root, course = _course_paths()
     cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--clearenv"]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # first: binds may be in /tmp
     for path in _SYSTEM:
         cmd += _ro(path)
     for name in _ETC:
         cmd += _ro(Path("/etc") / name)
     for path in dict.fromkeys([prefix, Path(os.path.realpath(sys.base_prefix)), *course]):
         cmd += ["--ro-bind", str(path), str(path)]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     cmd += ["--bind", str(folder), str(folder), "--chdir", str(cwd)]
     home = folder / "home"
     home.mkdir(exist_ok=True)
