@@ -10,7 +10,7 @@
    failing that, to the master whose exercises the notebook's own ``check`` calls name. What is
    graded, and which variables hold the answers, always comes from the master, never from the
    submission. In a learner folder, notebooks that match no exercise master are ignored.
-3. **Run it in isolation.** The submission is copied into a fresh temporary folder
+3. **Run it sandboxed.** The submission is copied into a fresh temporary folder
    (``<tmp>/work``; ``..`` is still the grader's temporary folder) and executed there by nbclient
    in a fresh ``python3`` kernel whose working directory is that copy. Errors in learner cells do
    not stop the run; a cell that runs past the per-cell limit is interrupted and the run goes
@@ -22,8 +22,11 @@
    process, so a learner who redefines ``check``, patches ``lora_course`` or prints a fake pass
    line changes nothing.
 
-This isolates submissions from each other and from the gradebook; it is **not** a security
-sandbox (learner code runs with the grader's user rights). Run untrusted code in a container.
+Each kernel runs in bubblewrap (:mod:`lora_course.classroom.sandbox`): it writes only its own
+temporary folder, reads the course read-only, sees no other submission, no gradebook, no grader
+process and no network. ``sandbox=False`` (``--no-sandbox``) runs it with the grader's rights.
+Step 3 also skips a submission whose content hash matches the previous gradebook's
+(:mod:`lora_course.classroom.record`), and ``shard`` grades one slice of a class.
 """
 
 from __future__ import annotations
