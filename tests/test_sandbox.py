@@ -214,3 +214,33 @@ def test_sandbox_time_is_reported(sandboxed):
     per = sandboxed["seconds"] / len(sandboxed["book"])
     print(f"graded {len(sandboxed['book'])} sandboxed submissions in {sandboxed['seconds']:.1f} s")
     assert per < 60
+
+
+@pytest.fixture
+def fresh_probe():
+    sandbox_problem.cache_clear()
+    yield
+    sandbox_problem.cache_clear()
+
+
+def test_macos_and_windows_warn_and_give_the_container_command(monkeypatch, capsys, fresh_probe):
+    from lora_course.__main__ import _sandbox_or_warn
+
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert _sandbox_or_warn(no_sandbox=False) == ""  # grades, unsandboxed
+    err = capsys.readouterr().err
+    assert "WARNING: no sandbox" in err and "docker run --rm --network none" in err
+
+
+def test_linux_without_bwrap_refuses_and_says_how(monkeypatch, capsys, fresh_probe):
+    from lora_course.__main__ import _sandbox_or_warn
+    from lora_course.classroom.grading import grade
+    from lora_course.classroom.sandbox import SandboxUnavailable
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    stop = _sandbox_or_warn(no_sandbox=False)
+    assert "make bubblewrap" in stop and "--no-sandbox" in stop
+    with pytest.raises(SandboxUnavailable, match="bubblewrap"):
+        grade(Path("."), [], sandbox=True)
+    assert _sandbox_or_warn(no_sandbox=True) == ""
+    assert "WARNING: --no-sandbox" in capsys.readouterr().err

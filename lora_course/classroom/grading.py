@@ -308,6 +308,10 @@ def grade(
 
     if jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs}")
+    if sandbox:
+        from lora_course.classroom.sandbox import require_sandbox
+
+        require_sandbox()  # once, before any row: not a failure per submission
     found = find_submissions(submissions)
     mine = set(shard_of([n for n, _, _ in found], *shard))
     results = []

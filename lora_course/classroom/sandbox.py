@@ -24,13 +24,21 @@ and the command line prints a warning and the container command.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["SANDBOX_WARNING", "bwrap_command", "kernel_manager", "sandbox_problem"]
+__all__ = [
+    "SANDBOX_WARNING",
+    "SandboxUnavailable",
+    "bwrap_command",
+    "kernel_manager",
+    "require_sandbox",
+    "sandbox_problem",
+]
 
 SANDBOX_WARNING = (
     "learner code runs with YOUR rights: it can read your files, use the network and change "
@@ -46,6 +54,11 @@ _ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitc
 _PASS_ENV = ("LANG", "LC_ALL", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TZ")
 
 
+class SandboxUnavailable(RuntimeError):
+    """Sandboxed grading was asked for where bubblewrap cannot run."""
+
+
+@functools.cache
 def sandbox_problem() -> str:
     """Why the sandbox cannot run here ("" when it can): the platform, or bwrap missing/failing."""
     if not sys.platform.startswith("linux"):
@@ -61,6 +74,13 @@ def sandbox_problem() -> str:
     if done.returncode != 0:
         return f"bwrap cannot create namespaces here ({done.stderr.strip()[:200]})"
     return ""
+
+
+def require_sandbox() -> None:
+    """Raise :class:`SandboxUnavailable` (saying why and what to do) if bwrap cannot run here."""
+    problem = sandbox_problem()
+    if problem:
+        raise SandboxUnavailable(f"{problem}; or grade with sandbox=False (--no-sandbox)")
 
 
 def _course_paths() -> tuple[Path, list[Path]]:
@@ -126,6 +146,8 @@ def bwrap_command(argv: list[str], folder: Path, cwd: Path) -> list[str]:
 def kernel_manager(folder: Path, cwd: Path, kernel_name: str = "python3"):
     """An ``AsyncKernelManager`` whose kernel runs in bwrap, talking over IPC in ``folder``."""
     from jupyter_client.manager import AsyncKernelManager
+
+    require_sandbox()
 
     class _SandboxedKernelManager(AsyncKernelManager):
         def format_kernel_cmd(self, extra_arguments=None):
