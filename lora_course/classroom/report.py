@@ -80,6 +80,7 @@ def review_table(subs: list[Submission]) -> pd.DataFrame:
 def score_figure(subs: list[Submission], exercise_ids: list[str]):
     """One histogram of scores per exercise (a matplotlib Figure)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(3.6 * max(len(exercise_ids), 1), 3.4), layout="constrained")
     axes = fig.subplots(1, max(len(exercise_ids), 1), squeeze=False)[0]
@@ -91,6 +92,7 @@ def score_figure(subs: list[Submission], exercise_ids: list[str]):
         ax.set_title(ex)
         ax.set_xlabel(f"score (out of {top:g})")
         ax.set_ylabel("submissions")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of learners
     return fig
 
 
