@@ -11,13 +11,14 @@ CHROMIUM ?= /usr/bin/chromium
 export LORA_COURSE_CHROMIUM := $(CHROMIUM)
 
 .PHONY: help setup lab workspace release grade test lint unit notebooks execute doctor clean \
-	slides test-browser chromium bench
+	slides test-browser chromium bubblewrap bench
 
 help:
 	@echo "make lab       set up .venv and open the course (student notebooks in workspace/)"
 	@echo "make workspace release the student notebooks missing from workspace/ (keeps edits)"
 	@echo "make release   write every student notebook into release/ (solutions removed)"
 	@echo "make grade SUBMISSIONS=DIR   grade a folder of submissions into gradebook.csv"
+	@echo "make bubblewrap  install the grading sandbox (bwrap) where apt-get works"
 	@echo "make test      set up .venv, then lint, unit tests and every notebook under nbval"
 	@echo "               (in parallel, one worker per CPU; WORKERS=1 for one process)"
 	@echo "make slides    build an offline reveal.js deck per notebook in build/slides/"
@@ -81,7 +82,7 @@ notebooks: setup
 
 # One pytest run for unit tests, browser tests (tests/browser) and notebooks, so CI reads one
 # closing line; `chromium` first, so the browser tests run instead of skipping.
-test: lint chromium
+test: lint chromium bubblewrap
 	$(BIN)/python -m pytest $(PARALLEL) -rs tests --nbval-lax --nbval-current-env notebooks
 
 # Exercise decks show the task as learners get it; SOLUTIONS=1 builds the instructor's decks
@@ -100,6 +101,19 @@ chromium:
 	else \
 	  echo "NOTE: $(CHROMIUM) is missing and apt-get is not usable here (needs root):"; \
 	  echo "      the browser tests will be skipped; install Debian's chromium to run them."; \
+	fi
+
+# bubblewrap (bwrap) sandboxes each graded submission's kernel (lora_course/classroom/sandbox.py),
+# installed once where apt-get is usable; elsewhere `grade` refuses unless given --no-sandbox.
+bubblewrap:
+	@if command -v bwrap >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's bubblewrap for the grading sandbox (once, seconds)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null \
+	  || { echo "apt-get install bubblewrap failed: install it by hand to grade sandboxed"; exit 1; }; \
+	else \
+	  echo "NOTE: bwrap is missing and apt-get is not usable here (needs root): grading and its"; \
+	  echo "      tests need it; install your system's bubblewrap package."; \
 	fi
 
 test-browser: setup chromium

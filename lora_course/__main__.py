@@ -2,6 +2,7 @@
 
 Commands: doctor (what works here), execute (re-run notebooks and save their outputs),
 release (student notebooks from the masters), grade (a folder of submissions -> gradebook),
+gradebook (merge shards; a demo class), gradescope (an autograder bundle),
 build-model (rebuild the offline tiny Llama from scratch), slides (an offline reveal.js deck
 per notebook), finetune (LoRA fine-tuning; data parallel under ``accelerate launch``).
 """
@@ -94,36 +95,139 @@ def _release(args) -> int:
     return 0
 
 
+def _sandbox_or_warn(no_sandbox: bool) -> str | None:
+    """None to grade sandboxed; "" to grade without (warned); or why grading must stop."""
+    from lora_course.classroom.sandbox import SANDBOX_WARNING, sandbox_problem
+
+    if no_sandbox:
+        print(f"WARNING: --no-sandbox: {SANDBOX_WARNING}", file=sys.stderr)
+        return ""
+    problem = sandbox_problem()
+    if not problem:
+        return None
+    if sys.platform.startswith("linux"):
+        return f"{problem}; or pass --no-sandbox to grade without it (not for untrusted work)"
+    print(f"WARNING: no sandbox: {problem}. {SANDBOX_WARNING}", file=sys.stderr)
+    return ""
+
+
 def _grade(args) -> int:
     from tqdm import tqdm
 
     from lora_course.classroom.gradebook import write_outputs
     from lora_course.classroom.grading import grade
+    from lora_course.classroom.lms import read_roster
+    from lora_course.classroom.record import (
+        fingerprint,
+        parse_shard,
+        read_record,
+        record_path,
+        shard_of,
+    )
     from lora_course.classroom.submissions import find_submissions, load_masters
 
     try:
         masters = load_masters(_masters_folder(args.masters))
         exercise_ids = sorted({ex for m in masters for ex in m.exercises})
-        total = len(find_submissions(args.submissions))  # also checks the folder exists
-        with tqdm(total=total, desc="grading", unit="submission", file=sys.stderr) as bar:
+        shard = parse_shard(args.shard)
+        roster = read_roster(args.roster)
+        listing = [name for name, _, _ in find_submissions(args.submissions)]
+        mine = shard_of(listing, *shard)
+        if roster is not None and set(mine) - set(roster.index):
+            missing = sorted(set(mine) - set(roster.index))
+            raise ValueError(f"the roster has no row for {missing[:5]} ({len(missing)} in all)")
+        stop = _sandbox_or_warn(args.no_sandbox)
+        if stop:
+            raise ValueError(stop)
+        grader = fingerprint([m.path for m in masters])
+        previous = None
+        if not args.force and record_path(args.out).is_file():
+            meta, old = read_record(record_path(args.out))
+            if meta["fingerprint"] == grader:
+                previous = {s.name: s for s in old}
+        with tqdm(total=len(mine), desc="grading", unit="submission", file=sys.stderr) as bar:
 
             def done(sub):
                 bar.update(1)
                 bar.set_postfix_str(f"{sub.name}: {sub.status}")
 
             subs = grade(
-                args.submissions, masters, args.jobs, args.cell_timeout, args.timeout, done
+                args.submissions,
+                masters,
+                args.jobs,
+                args.cell_timeout,
+                args.timeout,
+                done,
+                sandbox=stop is None,
+                shard=shard,
+                previous=previous,
             )
     except (ValueError, FileNotFoundError) as exc:
         print(f"grade: {exc}", file=sys.stderr)
         return 2
-    paths = write_outputs(subs, exercise_ids, args.out)
+    record = {"fingerprint": grader, "shard": shard, "listing": listing}
+    paths = write_outputs(subs, exercise_ids, args.out, record, roster)
     counts = {}
     for sub in subs:
         counts[sub.status] = counts.get(sub.status, 0) + 1
-    print(f"graded {len(subs)} submission(s): " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    reused = sum(s.reused for s in subs)
+    where = f" (shard {shard[0]}/{shard[1]})" if shard != (1, 1) else ""
+    print(
+        f"graded {len(subs)} submission(s){where}: "
+        + ", ".join(f"{v} {k}" for k, v in counts.items())
+        + (f"; {reused} unchanged since the last gradebook, not re-run" if reused else "")
+    )
     for what, path in paths.items():
         print(f"{what}: {path}")
+    return 0
+
+
+def _gradebook(args) -> int:
+    from lora_course.classroom.gradebook import write_outputs
+    from lora_course.classroom.lms import read_roster
+    from lora_course.classroom.record import (
+        MergeError,
+        merge_records,
+        read_record,
+        record_path,
+    )
+
+    if args.action == "demo-class":
+        from lora_course.classroom.classgen import generate_class
+
+        kinds = generate_class(_masters_folder(args.masters), args.out, args.size)
+        counts = {k: list(kinds.values()).count(k) for k in dict.fromkeys(kinds.values())}
+        print(f"wrote {len(kinds)} learner folders in {args.out}: {counts}")
+        return 0
+    try:
+        parts = []
+        for part in args.parts:
+            path = Path(part)
+            parts.append(read_record(path if path.suffix == ".json" else record_path(path)))
+        meta, subs = merge_records(parts)
+        paths = write_outputs(subs, meta["exercise_ids"], args.out, {
+            k: meta[k] for k in ("fingerprint", "listing")
+        }, read_roster(args.roster))  # fmt: skip
+    except (MergeError, ValueError, FileNotFoundError) as exc:
+        print(f"gradebook merge refused: {exc}", file=sys.stderr)
+        return 2
+    print(f"merged {len(parts)} part(s): {len(subs)} submission(s)")
+    for what, path in paths.items():
+        print(f"{what}: {path}")
+    return 0
+
+
+def _gradescope(args) -> int:
+    from lora_course.classroom import gradescope
+    from lora_course.classroom.submissions import load_masters
+
+    folder = _masters_folder(args.masters)
+    if args.run:
+        data = gradescope.run(args.run, args.results, folder)
+        print(f"score {data['score']:g} over {len(data['tests'])} tests -> {args.results}")
+        return 0
+    bundle = gradescope.build_bundle(args.out, [m.path for m in load_masters(folder)])
+    print(f"wrote {bundle}: upload it as the assignment's autograder (zip file)")
     return 0
 
 
@@ -213,7 +317,31 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=300, help="seconds per submission (default 300)"
     )
     p.add_argument("--cell-timeout", type=float, default=60, help="seconds per cell (default 60)")
+    p.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="run learner code with your rights, unsandboxed (trusted work only)",
+    )
+    p.add_argument("--shard", default="1/1", help="grade the Kth of N slices: K/N (default 1/1)")
+    p.add_argument("--force", action="store_true", help="re-run submissions that did not change")
+    p.add_argument("--roster", help="CSV mapping submission names to platform ids (README)")
     p.set_defaults(func=_grade)
+
+    p = sub.add_parser("gradebook", help="merge partial gradebooks; generate a demo class")
+    p.add_argument("action", choices=["merge", "demo-class"])
+    p.add_argument("out", help="merge: the gradebook to write; demo-class: a folder to fill")
+    p.add_argument("parts", nargs="*", help="merge: the partial gradebooks (their .csv)")
+    p.add_argument("--roster", help="CSV mapping submission names to platform ids (README)")
+    p.add_argument("--size", type=int, default=30, help="demo-class: learners (default 30)")
+    p.add_argument("--masters", help="folder of master notebooks (default: notebooks)")
+    p.set_defaults(func=_gradebook)
+
+    p = sub.add_parser("gradescope", help="build a Gradescope autograder zip (or run inside it)")
+    p.add_argument("--out", default="autograder.zip", help="the zip (default %(default)s)")
+    p.add_argument("--masters", help="folder of master notebooks (default: notebooks)")
+    p.add_argument("--run", help=argparse.SUPPRESS)  # run_autograder: the submission folder
+    p.add_argument("--results", default="results.json", help=argparse.SUPPRESS)
+    p.set_defaults(func=_gradescope)
 
     p = sub.add_parser("build-model", help="rebuild data/tiny-llama from scratch (minutes)")
     p.add_argument("--output", help="folder to write (default data/tiny-llama)")

@@ -7,7 +7,12 @@
   ``not a notebook``, ``error``), ``needs_review`` and ``message``;
 - ``NAME-feedback/<submission>.txt``: what each check found, with hints, for the learner;
 - ``NAME-summary.csv``: per exercise the mean, median, full-marks count and attempts;
-- ``NAME-scores.png``: the distribution of totals.
+- ``NAME-scores.png``: the distribution of totals;
+- ``NAME-report.html``: the class report (:mod:`lora_course.classroom.report`);
+- ``NAME-canvas.csv`` and ``NAME-moodle.csv``: for a learning platform
+  (:mod:`lora_course.classroom.lms`);
+- ``NAME-results.json``: the full record a regrade or a merge reads
+  (:mod:`lora_course.classroom.record`).
 
 Every file is written to a temporary name and moved into place with ``os.replace``, so a crash
 leaves the previous version whole. Everything written comes from the grader's own results.
@@ -133,10 +138,22 @@ def _safe_name(name: str) -> str:
 
 
 def write_outputs(
-    submissions: list[Submission], exercise_ids: list[str], out: str | Path
+    submissions: list[Submission],
+    exercise_ids: list[str],
+    out: str | Path,
+    record: dict | None = None,
+    roster=None,
 ) -> dict[str, Path]:
-    """Write gradebook, feedback files, summary and plot for ``out`` (the gradebook's path)."""
+    """Write every output for ``out`` (the gradebook's path; see the module docstring).
+
+    ``record``: the run's metadata for the results file (fingerprint, shard, listing);
+    ``roster``: a table from :func:`lora_course.classroom.lms.read_roster`.
+    """
     import io
+
+    from lora_course.classroom.lms import canvas_csv, moodle_csv
+    from lora_course.classroom.record import record_path, to_record, write_record
+    from lora_course.classroom.report import report_html
 
     out = Path(out).resolve()
     book = gradebook(submissions, exercise_ids)
@@ -151,5 +168,14 @@ def write_outputs(
     buffer = io.BytesIO()
     plot_totals(book).savefig(buffer, format="png", dpi=100)
     _atomic_write(png, buffer.getvalue())
+    paths = {"feedback": feedback_dir, "summary": summary_path, "plot": png}
+    paths["report"] = stem.parent / f"{stem.name}-report.html"
+    _atomic_write(paths["report"], report_html(submissions, exercise_ids).encode("utf-8"))
+    paths["canvas"] = stem.parent / f"{stem.name}-canvas.csv"
+    _atomic_write(paths["canvas"], canvas_csv(book, exercise_ids, roster).encode("utf-8"))
+    paths["moodle"] = stem.parent / f"{stem.name}-moodle.csv"
+    _atomic_write(paths["moodle"], moodle_csv(book, exercise_ids, roster).encode("utf-8"))
+    paths["results"] = record_path(out)
+    write_record(paths["results"], to_record(submissions, exercise_ids, **(record or {})))
     _atomic_write(out, book.to_csv(index=False).encode("utf-8"))  # last: it marks the run done
-    return {"gradebook": out, "feedback": feedback_dir, "summary": summary_path, "plot": png}
+    return {"gradebook": out, **paths}

@@ -10,7 +10,7 @@
    failing that, to the master whose exercises the notebook's own ``check`` calls name. What is
    graded, and which variables hold the answers, always comes from the master, never from the
    submission. In a learner folder, notebooks that match no exercise master are ignored.
-3. **Run it in isolation.** The submission is copied into a fresh temporary folder
+3. **Run it sandboxed.** The submission is copied into a fresh temporary folder
    (``<tmp>/work``; ``..`` is still the grader's temporary folder) and executed there by nbclient
    in a fresh ``python3`` kernel whose working directory is that copy. Errors in learner cells do
    not stop the run; a cell that runs past the per-cell limit is interrupted and the run goes
@@ -22,8 +22,11 @@
    process, so a learner who redefines ``check``, patches ``lora_course`` or prints a fake pass
    line changes nothing.
 
-This isolates submissions from each other and from the gradebook; it is **not** a security
-sandbox (learner code runs with the grader's user rights). Run untrusted code in a container.
+Each kernel runs in bubblewrap (:mod:`lora_course.classroom.sandbox`): it writes only its own
+temporary folder, reads the course read-only, sees no other submission, no gradebook, no grader
+process and no network. ``sandbox=False`` (``--no-sandbox``) runs it with the grader's rights.
+Step 3 also skips a submission whose content hash matches the previous gradebook's
+(:mod:`lora_course.classroom.record`), and ``shard`` grades one slice of a class.
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ class Submission:
     runs: list[NotebookRun] = field(default_factory=list)
     status: str = "ok"
     message: str = ""
+    content_hash: str = ""  # of the submitted files (lora_course.classroom.record)
+    reused: bool = False  # copied from the previous gradebook: same files, same grader
 
     @property
     def results(self) -> dict[str, CheckResult]:
@@ -89,8 +94,10 @@ class Submission:
         return merged
 
 
-async def _execute(nb, workdir: Path, answers_file: Path, expressions, cell_timeout, run):
+async def _execute(nb, workdir: Path, answers_file: Path, expressions, cell_timeout, run, sandbox):
     from nbclient import NotebookClient
+
+    from lora_course.classroom.sandbox import kernel_manager
 
     def on_cell_executed(cell, cell_index, execute_reply):
         content = (execute_reply or {}).get("content", {})
@@ -113,10 +120,13 @@ async def _execute(nb, workdir: Path, answers_file: Path, expressions, cell_time
         shutdown_kernel="immediate",
         on_cell_executed=on_cell_executed,
         log=_LOG,
+        km=kernel_manager(answers_file.parent, workdir) if sandbox else None,
         resources={"metadata": {"path": str(workdir)}},  # the kernel's cwd is the copy
     )
     # The kernel's own stdout/stderr (not its cells' outputs) would land in the grader's terminal.
-    async with client.async_setup_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+    async with client.async_setup_kernel(
+        cleanup_kc=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ):
         for index, cell in enumerate(nb.cells):
             await client.async_execute_cell(cell, index)
         source = export_source(expressions, answers_file)
@@ -159,11 +169,18 @@ def _run_async(make_coroutine):
 
 
 def run_notebook(
-    path: Path, master: Master, answers_dir: Path, cell_timeout: float, timeout: float
+    path: Path,
+    master: Master,
+    answers_dir: Path,
+    cell_timeout: float,
+    timeout: float,
+    sandbox: bool = True,
 ) -> NotebookRun:
     """Execute the notebook ``path`` (a copy; the kernel runs in its folder) and check its answers.
 
-    ``answers_dir`` receives the exported answers: a grader-owned folder outside the copy.
+    ``answers_dir`` receives the exported answers: a grader-owned folder outside the copy. With
+    ``sandbox`` the kernel runs in bubblewrap (:mod:`lora_course.classroom.sandbox`), able to
+    write ``answers_dir`` and below only.
     """
     from nbclient.exceptions import DeadKernelError
 
@@ -184,7 +201,13 @@ def run_notebook(
         finished = _run_async(
             lambda: _within(
                 _execute(
-                    nb, path.parent, answers_file, expressions, min(cell_timeout, timeout), run
+                    nb,
+                    path.parent,
+                    answers_file,
+                    expressions,
+                    min(cell_timeout, timeout),
+                    run,
+                    sandbox,
                 ),
                 timeout,
             )
@@ -218,8 +241,12 @@ def grade_submission(
     masters: list[Master],
     cell_timeout: float = 60,
     timeout: float = 300,
+    sandbox: bool = True,
 ) -> Submission:
-    """Copy one submission into a fresh temporary folder, run its exercise notebooks, check them."""
+    """Copy one submission into a fresh temporary folder, run its exercise notebooks, check them.
+
+    ``sandbox``: run each kernel in bubblewrap (see :mod:`lora_course.classroom.sandbox`).
+    """
     sub = Submission(name, path)
     with tempfile.TemporaryDirectory(prefix="lora-course-grade-") as tmp:
         work = Path(tmp) / "work"
@@ -236,7 +263,9 @@ def grade_submission(
             if nb is None and (path.is_file() or master is not None):
                 sub.runs.append(NotebookRun(copy.name, None, "not a notebook", problem))
             elif master is not None:
-                sub.runs.append(run_notebook(copy, master, Path(tmp), cell_timeout, timeout))
+                sub.runs.append(
+                    run_notebook(copy, master, Path(tmp), cell_timeout, timeout, sandbox)
+                )
             elif path.is_file():
                 stems = ", ".join(m.path.name for m in masters)
                 sub.runs.append(
@@ -265,28 +294,50 @@ def grade(
     cell_timeout: float = 60,
     timeout: float = 300,
     on_done: Callable[[Submission], None] | None = None,
+    sandbox: bool = True,
+    shard: tuple[int, int] = (1, 1),
+    previous: dict[str, Submission] | None = None,
 ) -> list[Submission]:
-    """Grade every submission in ``submissions``; results in name order.
+    """Grade every submission in ``submissions`` (or shard K of N of them); results in name order.
 
     ``jobs`` submissions run at once (a thread each, driving its own kernel process);
-    ``on_done`` is called as each finishes (a progress bar).
+    ``on_done`` is called as each finishes (a progress bar). ``previous`` maps names to rows of
+    an earlier run by the same grader: a row whose content hash is unchanged is reused, not run.
     """
+    from lora_course.classroom.record import content_hash, shard_of
+
     if jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs}")
+    if sandbox:
+        from lora_course.classroom.sandbox import require_sandbox
+
+        require_sandbox()  # once, before any row: not a failure per submission
     found = find_submissions(submissions)
+    mine = set(shard_of([n for n, _, _ in found], *shard))
     results = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {
-            pool.submit(grade_submission, n, p, nbs, masters, cell_timeout, timeout): (n, p, nbs)
-            for n, p, nbs in found
-        }
+        futures = {}
+        for n, p, nbs in found:
+            if n not in mine:
+                continue
+            digest = content_hash(p)
+            before = (previous or {}).get(n)
+            if before is not None and before.content_hash == digest:
+                before.reused, before.path = True, p
+                results.append(before)
+                if on_done is not None:
+                    on_done(before)
+                continue
+            job = pool.submit(grade_submission, n, p, nbs, masters, cell_timeout, timeout, sandbox)
+            futures[job] = (n, p, digest)
         for future in as_completed(futures):
-            name, path, _ = futures[future]
+            name, path, digest = futures[future]
             try:
                 result = future.result()
             except Exception as exc:  # a grader-side failure costs this row, not the run
                 message = f"the grader failed on this submission ({type(exc).__name__}: {exc})"
                 result = Submission(name, path, status="error", message=message)
+            result.content_hash = digest
             results.append(result)
             if on_done is not None:
                 on_done(result)
