@@ -314,7 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--masters", help="folder of master notebooks (default: notebooks)")
     p.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
     p.add_argument(
-        "--timeout", type=float, default=300, help="seconds per submission (default 300)"
+        "--timeout",
+        type=float,
+        default=300,
+        help="seconds per exercise notebook, kernel start included (default 300)",
     )
     p.add_argument("--cell-timeout", type=float, default=60, help="seconds per cell (default 60)")
     p.add_argument(

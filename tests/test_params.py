@@ -40,7 +40,10 @@ FACTS = {
     "Llama-2-70B": 68_976_648_192,
     "Llama-3.1-8B": 8_030_261_248,
     "Llama-3.1-70B": 70_553_706_496,
+    "Llama-3.2-1B": 1_235_814_400,  # tied embeddings: the shared matrix counted once
+    "Llama-3.2-3B": 3_212_749_824,
 }
+TIED = {"Llama-3.2-1B", "Llama-3.2-3B"}
 
 
 def test_every_shipped_config_is_known():
@@ -51,7 +54,7 @@ def test_every_shipped_config_is_known():
 def test_architecture_counts_equal_the_published_ones(name):
     model = meta_model(name)
     assert count_parameters(model) == (FACTS[name], FACTS[name])
-    assert not model.config.tie_word_embeddings
+    assert model.config.tie_word_embeddings == (name in TIED)
 
 
 def test_unknown_config_lists_the_shipped_ones():
@@ -97,6 +100,8 @@ def test_architecture_table_counts_equal_the_facts():
         "Llama-2-70B",
         "Llama-3.1-8B",
         "Llama-3.1-70B",
+        "Llama-3.2-1B",
+        "Llama-3.2-3B",
     ]
 
 
