@@ -109,17 +109,20 @@ def test_load_in_8bit_alone_keeps_the_other_layers_in_the_checkpoint_dtype():
     The embeddings, lm_head and norms stay fp32 (the tiny checkpoint's dtype) on the CPU."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from lora_course.checks.exercise_2 import KEEP_DTYPE, expected_values
+    from lora_course.checks.exercise_2 import expected_values, model_config
     from lora_course.models import TINY_MODEL_DIR
+
+    _, keep = model_config()  # the checkpoint's dtype: fp32 for the tiny model
+    assert keep == torch.float32
 
     for bits, scheme in (("8", "int8"), ("4", "nf4")):
         quant = BitsAndBytesConfig(**{f"load_in_{bits}bit": True})
         model = AutoModelForCausalLM.from_pretrained(
             TINY_MODEL_DIR, quantization_config=quant, device_map="cpu"
         )
-        assert model.model.embed_tokens.weight.dtype == KEEP_DTYPE
+        assert model.model.embed_tokens.weight.dtype == keep
         assert model.get_memory_footprint() == expected_values()[f"footprint_{bits}bit"]
-        fp = memory.weight_footprint(model.config, scheme, keep_dtype=KEEP_DTYPE)
+        fp = memory.weight_footprint(model.config, scheme, keep_dtype=keep)
         assert model.get_memory_footprint() == fp.footprint_bytes
 
 
