@@ -76,3 +76,22 @@ def answer(student_nb, code: str, before: str = ""):
                 nb.cells.insert(index, new_code_cell(before))
             return nb
     raise AssertionError("no placeholder in the released notebook")
+
+
+def class_folder(root: Path, subs_name: str = "submissions"):
+    """A class to grade under ``root``: the master in ``masters/``, its student release read back
+    as a notebook, an empty submissions folder, and a previous ``out/gradebook.csv`` (so a test
+    can see that grading, or a learner, does not clobber it). Returns
+    ``(masters, student, subs, out)``."""
+    from lora_course.classroom.release import release_all
+
+    masters = root / "masters"
+    write_master(masters)
+    (released,) = release_all([masters / MASTER_NAME], root / "release")
+    student = nbformat.read(released, as_version=4)
+    subs = root / subs_name
+    subs.mkdir()
+    out = root / "out" / "gradebook.csv"
+    out.parent.mkdir()
+    out.write_text("previous gradebook\n")
+    return masters, student, subs, out

@@ -10,7 +10,7 @@ import time
 import nbformat
 import pandas as pd
 import pytest
-from grading_notebooks import MASTER_NAME, SOLUTION, WRONG, answer, write_master
+from grading_notebooks import MASTER_NAME, SOLUTION, WRONG, answer, class_folder, write_master
 
 from lora_course.__main__ import main
 from lora_course.classroom.answers import read_answers
@@ -55,15 +55,7 @@ SUBMISSIONS = {
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     root = tmp_path_factory.mktemp("grading")
-    masters = root / "masters"
-    write_master(masters)
-    (released,) = release_all([masters / MASTER_NAME], root / "release")
-    student = nbformat.read(released, as_version=4)
-    subs = root / "submissions"
-    subs.mkdir()
-    out = root / "out" / "gradebook.csv"
-    out.parent.mkdir()
-    out.write_text("previous gradebook\n")
+    masters, student, subs, out = class_folder(root)
     for name, spec in SUBMISSIONS.items():
         path = subs / f"{name}-{MASTER_NAME}"
         if spec is None:

@@ -17,11 +17,10 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
-from grading_notebooks import MASTER_NAME, SOLUTION, answer, write_master
+from grading_notebooks import MASTER_NAME, SOLUTION, answer, class_folder
 
 import lora_course
 from lora_course.__main__ import main
-from lora_course.classroom.release import release_all
 from lora_course.classroom.sandbox import bwrap_command, sandbox_problem
 
 pytestmark = [
@@ -116,15 +115,7 @@ def sandboxed(tmp_path_factory):
     if problem:
         pytest.fail(f"the sandbox cannot run here: {problem} (`make bubblewrap` installs it)")
     root = tmp_path_factory.mktemp("sandbox")
-    masters = root / "masters"
-    write_master(masters)
-    (released,) = release_all([masters / MASTER_NAME], root / "release")
-    student = nbformat.read(released, as_version=4)
-    subs = root / "subs"
-    subs.mkdir()
-    out = root / "out" / "gradebook.csv"
-    out.parent.mkdir()
-    out.write_text("previous gradebook\n")
+    masters, student, subs, out = class_folder(root, "subs")
     victim = subs / f"victim-{MASTER_NAME}"
     _submission(student, victim, [])
     victim_bytes = victim.read_bytes()
