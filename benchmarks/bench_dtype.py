@@ -4,9 +4,15 @@ The lesson computes 4-bit layers in bf16, a GPU choice. On a CPU without native 
 step costs several times more; ``load_model("nf4")`` therefore picks fp32 there
 (``lora_course.hardware``). Both steps are measured in one process, interleaved, median of the
 repetitions (``timing.interleaved_medians``), one torch thread. The row is measured twice: as
-this CPU is, and with oneDNN limited to AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``), which emulates bf16
-as a CPU without AVX512-BF16 does; each in its own process, since oneDNN reads the variable
-when torch loads it.
+this CPU is, and as an AVX2 CPU without AVX512-BF16 runs it (``EMULATE``); each in its own
+process, since torch reads the variables when it loads.
+
+``EMULATE`` limits torch's CPU code paths (oneDNN, ATen, MKL) to AVX2.
+``ONEDNN_MAX_CPU_ISA=AVX2`` alone makes oneDNN emulate bf16, but ATen still reports AVX512, so
+bitsandbytes keeps its AVX512 int8 matmul (``torch._int_mm``), which oneDNN then runs without
+VNNI and gets wrong (on this EPYC, sums off by up to 1e5; notebook 03's int8 logits drifted
+1.2 % instead of 0.4 %). ``ATEN_CPU_CAPABILITY=avx2`` makes torch report AVX2 and bitsandbytes
+take its exact fp32 path, as on a real AVX2 CPU.
 """
 
 from __future__ import annotations
@@ -17,7 +23,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-EMULATE = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+EMULATE = {
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+}
 
 
 def _step(compute_dtype, batch_size: int = 16):
@@ -77,7 +87,7 @@ def rows(repeats: int = 7) -> list[dict]:
     from timing import ratio_row
 
     out = []
-    for env, label in (({}, "this CPU"), (EMULATE, "oneDNN limited to AVX2")):
+    for env, label in (({}, "this CPU"), (EMULATE, "AVX2 code paths forced")):
         result = _run(env, repeats)
         bf16 = "native" if result["native"] else "emulated"
         row = ratio_row(

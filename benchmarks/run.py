@@ -4,7 +4,8 @@ Rows (see each module's docstring): 1-3 ``bench_lora``, 4 ``bench_nf4``, 5 ``ben
 6 ``bench_notebooks``, 7 ``bench_dtype``, 8 ``bench_grading``,
 9 ``bench_memory`` (training-memory estimate vs measured peak). The ``bf16`` column says,
 for rows 6 and 7, whether bf16 was native or emulated where they ran; ``--avx2`` adds row 6
-once more with oneDNN limited to AVX2 (emulated bf16, as on a CPU without AVX512-BF16).
+once more with torch's AVX2 code paths forced (``bench_dtype.EMULATE``: emulated bf16, as on a
+CPU without AVX512-BF16).
 Prints a markdown table with the machine and date; ``--out FILE`` also writes it there.
 ``--quick`` runs fewer sizes and repetitions (a smoke test, not a result).
 """
@@ -50,9 +51,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repetitions")
     parser.add_argument("--skip-notebooks", action="store_true", help="leave out row 6")
-    parser.add_argument(
-        "--avx2", action="store_true", help="row 6 again with oneDNN limited to AVX2"
-    )
+    parser.add_argument("--avx2", action="store_true", help="row 6 again on the AVX2 code paths")
     parser.add_argument("--skip-grading", action="store_true", help="leave out row 8")
     parser.add_argument("--out", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
