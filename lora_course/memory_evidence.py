@@ -36,6 +36,7 @@ __all__ = [
     "optimizer_state",
     "checkpointing_step_times",
     "measure_step",
+    "measure_steps",
     "step_comparison",
     "saved_tensor_bytes",
     "state_bytes",
@@ -241,21 +242,43 @@ def measure_step(spec: dict) -> dict:
     ``sizes`` (a random-weight Llama: ``h``, ``i``, ``layers``, ``heads``, ``kv``, ``vocab``,
     optional ``tied``; default the tiny model).
     """
-    if spec.get("method") not in ("lora", "qlora"):
-        raise ValueError(f"spec['method'] must be 'lora' or 'qlora', got {spec.get('method')!r}")
+    _check_spec(spec, "spec")
+    return measure_steps({"step": spec})["step"]
+
+
+def _check_spec(spec, where: str) -> None:
+    method = spec.get("method") if isinstance(spec, dict) else spec
+    if method not in ("lora", "qlora"):
+        raise ValueError(f"{where}['method'] must be 'lora' or 'qlora', got {method!r}")
     if spec.get("optimizer", "adamw") not in _OPTIMIZERS:
-        raise ValueError(f"spec['optimizer'] must be one of {list(_OPTIMIZERS)}")
+        raise ValueError(f"{where}['optimizer'] must be one of {list(_OPTIMIZERS)}")
+
+
+def measure_steps(specs: dict[str, dict]) -> dict[str, dict]:
+    """``measure_step`` for each named spec, each in its own fresh process, run side by side.
+
+    Each process reads only its own memory counters, so running them together changes no byte
+    figure; on a machine with a core per spec it takes the time of one (most of it is the
+    imports every fresh process pays).
+    """
+    for name, spec in specs.items():
+        _check_spec(spec, f"specs[{name!r}]")
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", PYTHONPATH=str(ROOT))
-    done = subprocess.run(
-        [sys.executable, "-m", "lora_course.memory_evidence", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"the measuring process failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    running = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "lora_course.memory_evidence", json.dumps(spec)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for name, spec in specs.items()
+    }
+    done = {name: process.communicate() for name, process in running.items()}
+    for name, process in running.items():
+        if process.returncode != 0:
+            raise RuntimeError(f"the process measuring {name!r} failed:\n{done[name][1][-2000:]}")
+    return {name: json.loads(out.strip().splitlines()[-1]) for name, (out, _) in done.items()}
 
 
 def step_comparison(spec: dict, measured: dict) -> pd.DataFrame:

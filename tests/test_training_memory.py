@@ -10,6 +10,7 @@ from lora_course.memory import weight_footprint
 from lora_course.memory_evidence import (
     PUBLISHED,
     measure_step,
+    measure_steps,
     published_comparison,
     saved_tensor_bytes,
     state_bytes,
@@ -220,6 +221,9 @@ def test_errors_name_the_argument():
         tm.training_memory("Llama-2-7B", compute_dtype=torch.int8)
     with pytest.raises(ValueError, match="spec\\['method'\\]"):
         measure_step({"method": "full", "batch": 1, "seq_len": 8})
+    good = {"method": "lora", "batch": 1, "seq_len": 8}
+    with pytest.raises(ValueError, match="specs\\['bad'\\]\\['optimizer'\\] must be one of"):
+        measure_steps({"good": good, "bad": {**good, "optimizer": "sgd"}})
 
 
 @pytest.mark.slow
