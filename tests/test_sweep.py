@@ -1,11 +1,14 @@
 """The scaling sweep: tidy columns, one fresh base per run, divergence reported, not raised."""
 
 import math
+import os
 
+import pandas as pd
 import pytest
 import torch
 
 from lora_course import add_lora, load_model, load_task
+from lora_course.parallel import run_all
 from lora_course.sweep import (
     HISTORY_COLUMNS,
     SUMMARY_COLUMNS,
@@ -209,3 +212,36 @@ def test_runs_table_writes_lr_exactly():
     assert table["final_loss"].tolist() == [0.123, 1.0, 2.0]
     with pytest.raises(ValueError, match="not in the summary"):
         runs_table(summary, columns=("lr", "accuracy"))
+
+
+def test_runs_side_by_side_equal_runs_one_at_a_time(tiny, one_torch_thread):
+    """jobs=2 forks one process per run pair: the same numbers, in the same order, and on_run
+    sees each run in order."""
+    settings = [(2, 4), (4, 8), (8, 16)]
+    seen = []
+    one = sweep(settings, steps=3, eval_size=8, model=tiny, jobs=1)
+    two = sweep(settings, steps=3, eval_size=8, model=tiny, jobs=2, on_run=seen.append)
+    timing = ["seconds", "run_seconds"]
+    pd.testing.assert_frame_equal(one.drop(columns=timing), two.drop(columns=timing))
+    assert [h["run"].iloc[0] for h in seen] == list(one["run"].unique())
+
+
+def test_run_all_keeps_the_order_and_raises_a_runs_own_error():
+    assert run_all(lambda i: (i, os.getpid()), 1, jobs=2)[0][1] == os.getpid()  # one run: here
+    results = run_all(lambda i: (i * 10, os.getpid()), 5, jobs=2)
+    assert [value for value, _ in results] == [0, 10, 20, 30, 40]
+    assert os.getpid() not in {pid for _, pid in results}  # each ran in a forked process
+
+    def task(index):
+        if index == 1:
+            raise ValueError(f"run {index} failed")
+        return index
+
+    with pytest.raises(ValueError, match="run 1 failed"):
+        run_all(task, 3, jobs=2)
+
+
+@pytest.mark.parametrize("jobs", [0, -1, 1.5, True, "2"])
+def test_bad_jobs_name_the_argument(jobs):
+    with pytest.raises(ValueError, match="jobs must be a positive integer"):
+        run_all(lambda i: i, 2, jobs=jobs)
