@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import torch
 
@@ -51,7 +52,8 @@ def run_all(task: Callable, count: int, jobs: int | None = None, on_result=None)
         what happens where fork is unsafe). The tasks run on one torch thread each.
     on_result: called here with each result, in order, as soon as it and those before it are
         done (a progress display).
-    A task's exception is raised here, with its own type and message.
+    A task's exception is raised here, with its own type and message. Where no process pool
+    can be made (no working semaphores), the tasks run here one after the other.
     """
     jobs = default_jobs(count) if jobs is None else _check_jobs(jobs)
     if not sys.platform.startswith("linux"):
@@ -63,15 +65,22 @@ def run_all(task: Callable, count: int, jobs: int | None = None, on_result=None)
             if on_result is not None:
                 on_result(results[-1])
         return results
+    try:
+        pool = ProcessPoolExecutor(min(jobs, count), mp_context=multiprocessing.get_context("fork"))
+    except (OSError, ImportError):  # no working semaphores here (e.g. no /dev/shm): one at a time
+        return run_all(task, count, jobs=1, on_result=on_result)
     global _TASK
     _TASK = task
     try:
-        fork = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(min(jobs, count), mp_context=fork) as pool:
+        with pool:
             for future in [pool.submit(_call, index) for index in range(count)]:
                 results.append(future.result())
                 if on_result is not None:
                     on_result(results[-1])
+    except BrokenProcessPool as exc:
+        raise RuntimeError(
+            "a run's process died (out of memory?); jobs=1 runs them one at a time, here"
+        ) from exc
     finally:
         _TASK = None
     return results

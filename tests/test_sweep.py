@@ -245,3 +245,19 @@ def test_run_all_keeps_the_order_and_raises_a_runs_own_error():
 def test_bad_jobs_name_the_argument(jobs):
     with pytest.raises(ValueError, match="jobs must be a positive integer"):
         run_all(lambda i: i, 2, jobs=jobs)
+
+
+def test_without_a_process_pool_the_runs_go_one_at_a_time(monkeypatch):
+    import lora_course.parallel as parallel
+
+    def no_pool(*args, **kwargs):
+        raise OSError("no /dev/shm")
+
+    monkeypatch.setattr(parallel, "ProcessPoolExecutor", no_pool)
+    results = run_all(lambda i: (i, os.getpid()), 3, jobs=2)
+    assert results == [(0, os.getpid()), (1, os.getpid()), (2, os.getpid())]
+
+
+def test_a_run_whose_process_dies_is_named_with_the_fix():
+    with pytest.raises(RuntimeError, match="jobs=1 runs them one at a time"):
+        run_all(lambda i: os._exit(1), 2, jobs=2)
