@@ -39,10 +39,12 @@ def bf16_support(env: dict | None = None) -> str:
     return "native" if proc.stdout.strip().splitlines()[-1] == "True" else "emulated"
 
 
-def rows(env: dict | None = None) -> list[dict]:
+def rows(env: dict | None = None, label: str | None = None) -> list[dict]:
+    """Row 6, each notebook with ``env`` added to the environment; ``label`` names ``env`` in
+    the rows (default: the variables themselves)."""
     out, total = [], 0.0
     bf16 = bf16_support(env)
-    where = "".join(f", {k}={v}" for k, v in (env or {}).items())
+    where = f", {label}" if label else "".join(f", {k}={v}" for k, v in (env or {}).items())
     for nb in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
         start = time.perf_counter()
         proc = subprocess.run(

@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     if not args.skip_notebooks:
         rows += bench_notebooks.rows()
         if args.avx2:
-            rows += bench_notebooks.rows(env=bench_dtype.EMULATE)
+            rows += bench_notebooks.rows(env=bench_dtype.EMULATE, label="AVX2 code paths forced")
     if not args.skip_grading:
         rows += bench_grading.rows()
     rows += bench_memory.rows(bench_memory.MODELS[:1] if args.quick else bench_memory.MODELS)
