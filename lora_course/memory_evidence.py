@@ -247,9 +247,10 @@ def measure_step(spec: dict) -> dict:
 
 
 def _check_spec(spec, where: str) -> None:
-    method = spec.get("method") if isinstance(spec, dict) else spec
-    if method not in ("lora", "qlora"):
-        raise ValueError(f"{where}['method'] must be 'lora' or 'qlora', got {method!r}")
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where} must be a dict such as {{'method': 'lora', ...}}, got {spec!r}")
+    if spec.get("method") not in ("lora", "qlora"):
+        raise ValueError(f"{where}['method'] must be 'lora' or 'qlora', got {spec.get('method')!r}")
     if spec.get("optimizer", "adamw") not in _OPTIMIZERS:
         raise ValueError(f"{where}['optimizer'] must be one of {list(_OPTIMIZERS)}")
 

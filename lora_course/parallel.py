@@ -24,12 +24,13 @@ import torch
 __all__ = ["default_jobs", "run_all"]
 
 _TASK: Callable | None = None  # what the forked workers run; set only while a pool is open
+_FORK_IS_SAFE = sys.platform.startswith("linux")
 
 
 def default_jobs(count: int) -> int:
     """How many processes ``count`` runs get by default: one per core this process may use, at
     most ``count``, on Linux; 1 elsewhere."""
-    if not sys.platform.startswith("linux") or count <= 1:
+    if not _FORK_IS_SAFE or count <= 1:
         return 1
     return max(1, min(len(os.sched_getaffinity(0)), count))
 
@@ -56,10 +57,8 @@ def run_all(task: Callable, count: int, jobs: int | None = None, on_result=None)
     can be made (no working semaphores), the tasks run here one after the other.
     """
     jobs = default_jobs(count) if jobs is None else _check_jobs(jobs)
-    if not sys.platform.startswith("linux"):
-        jobs = 1
     results = []
-    if jobs == 1 or count <= 1:
+    if jobs == 1 or count <= 1 or not _FORK_IS_SAFE:
         for index in range(count):
             results.append(task(index))
             if on_result is not None:
