@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def _doctor(args) -> int:
-    from lora_course.doctor import report
+    from lora_course.machinery.doctor import report
 
     table = report()
     print(table.to_string(index=False))
@@ -232,7 +232,7 @@ def _gradescope(args) -> int:
 
 
 def _build_model(args) -> int:
-    from lora_course.build_model import TINY_MODEL_DIR, build_model
+    from lora_course.machinery.build_model import TINY_MODEL_DIR, build_model
 
     if args.quick and args.output is None:
         print(
@@ -266,7 +266,7 @@ def _slides(args) -> int:
 def _finetune(args) -> int:
     import os
 
-    from lora_course.distributed import finetune_data_parallel
+    from lora_course.machinery.distributed import finetune_data_parallel
 
     options = {k: v for k, v in vars(args).items() if k not in ("command", "func")}
     try:
