@@ -32,13 +32,14 @@ help:
 # unpacking and byte-compiling); the byte-code is compiled on every core, since the grading
 # sandbox's read-only venv cannot write it later. uv does not read pip's configuration, so the
 # local wheel folders pip is pointed at (find-links: here, the CPU build of torch) are passed on.
+# etc/pip_sources.py leaves out the local sources that are not on this machine, for uv and for
+# the pip that installs uv (pip warns about each one, and a newcomer can do nothing about it).
 # If uv fails, pip installs the same pins.
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt uv
+	$(BIN)/python etc/pip_sources.py pip uv install --quiet -c constraints.txt uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode \
-	  $$(for d in $$($(BIN)/python -m pip config get global.find-links 2>/dev/null) $$PIP_FIND_LINKS; \
-	     do echo --find-links $$d; done) -c constraints.txt -e '.[dev]' \
+	  $$($(BIN)/python etc/pip_sources.py find-links) -c constraints.txt -e '.[dev]' \
 	  || $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	$(BIN)/python -m ipykernel install --user --name $(KERNEL) --display-name "Python (lora-course)" >/dev/null
 	@# The course works offline: no news feed or update check asking the network on every start.
@@ -70,8 +71,8 @@ grade: setup
 	$(BIN)/python -m lora_course grade $(SUBMISSIONS) --out $(GRADEBOOK) --jobs $(JOBS)
 
 lint: setup
-	$(BIN)/ruff check lora_course tests notebooks benchmarks
-	$(BIN)/ruff format --check lora_course tests notebooks benchmarks
+	$(BIN)/ruff check lora_course tests notebooks benchmarks etc
+	$(BIN)/ruff format --check lora_course tests notebooks benchmarks etc
 
 # Test files and notebooks run in parallel, one worker per CPU plus one (WORKERS=1 for one
 # process): much of the suite waits (kernels starting, grading timeouts, subprocesses), and the

@@ -2,10 +2,10 @@
 
 The lesson computes 4-bit layers in bf16, a GPU choice. On a CPU without native bf16 the same
 step costs several times more; ``load_model("nf4")`` therefore picks fp32 there
-(``lora_course.hardware``). Both steps are measured in one process, interleaved, median of the
-repetitions (``timing.interleaved_medians``), one torch thread. The row is measured twice: as
-this CPU is, and as an AVX2 CPU without AVX512-BF16 runs it (``EMULATE``); each in its own
-process, since torch reads the variables when it loads.
+(``lora_course.machinery.hardware``). Both steps are measured in one process, interleaved,
+median of the repetitions (``timing.interleaved_medians``), one torch thread. The row is
+measured twice: as this CPU is, and as an AVX2 CPU without AVX512-BF16 runs it (``EMULATE``);
+each in its own process, since torch reads the variables when it loads.
 
 ``EMULATE`` limits torch's CPU code paths (oneDNN, ATen, MKL) to AVX2.
 ``ONEDNN_MAX_CPU_ISA=AVX2`` alone makes oneDNN emulate bf16, but ATen still reports AVX512, so
@@ -64,7 +64,7 @@ def _worker(repeats: int) -> dict:
     import torch
     from timing import interleaved_medians
 
-    from lora_course.hardware import native_bf16
+    from lora_course.machinery.hardware import native_bf16
 
     torch.set_num_threads(1)
     steps = {"bf16": _step(torch.bfloat16), "fp32": _step(torch.float32)}

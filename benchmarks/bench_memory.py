@@ -1,7 +1,7 @@
 """Row 9: the training-memory estimate against the measured peak of one LoRA step on this CPU.
 
-Each measurement is ``lora_course.memory_evidence.measure_step``: one step in a fresh Python
-process (PEFT LoRA, fp32, r=8 on every linear layer, AdamW), after a warm-up step; the peak
+Each measurement is ``lora_course.machinery.memory_evidence.measure_step``: one step in a fresh
+Python process (PEFT LoRA, fp32, r=8 on every linear layer, AdamW), after a warm-up step; the peak
 resident memory (``VmHWM``, reset through ``/proc/self/clear_refs``) minus the resident memory
 just before the step, with glibc mapping every block over 64 KiB on its own so freed tensors
 leave. Beside it, the bytes autograd saves for the backward pass (``saved_tensors_hooks``):
@@ -15,7 +15,7 @@ Target: within 15 %.
 
 from __future__ import annotations
 
-from lora_course.memory_evidence import measure_step, step_comparison
+from lora_course.machinery.memory_evidence import measure_step, step_comparison
 
 TARGET = 0.15
 # (label, sizes or None for the tiny model, batch, sequence lengths)

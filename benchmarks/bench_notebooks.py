@@ -5,7 +5,7 @@ time includes the kernel start and every import the learner waits for.
 Targets (issue 14), on a 2-core machine with or without native bf16: each lesson notebook about a
 minute or less, each exercise under two minutes, the whole course under three minutes.
 
-The ``bf16`` column says whether the CPU computes bf16 natively (``lora_course.hardware``,
+The ``bf16`` column says whether the CPU computes bf16 natively (``lora_course.machinery.hardware``,
 measured in the same environment): it decides the compute dtype of notebook 03's QLoRA
 training, so the same notebook can take several times longer on a CPU that emulates bf16.
 ``env`` (e.g. ``bench_dtype.EMULATE``, torch's AVX2 code paths) runs every notebook in that
@@ -28,7 +28,7 @@ COURSE_TARGET_S = 180.0
 
 def bf16_support(env: dict | None = None) -> str:
     """ "native" or "emulated", measured in a fresh process with ``env`` added."""
-    code = "from lora_course.hardware import native_bf16; print(native_bf16())"
+    code = "from lora_course.machinery.hardware import native_bf16; print(native_bf16())"
     proc = subprocess.run(
         [sys.executable, "-c", code],
         env={**os.environ, **(env or {})},

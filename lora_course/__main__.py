@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def _doctor(args) -> int:
-    from lora_course.doctor import report
+    from lora_course.machinery.doctor import report
 
     table = report()
     print(table.to_string(index=False))
@@ -232,7 +232,7 @@ def _gradescope(args) -> int:
 
 
 def _build_model(args) -> int:
-    from lora_course.build_model import TINY_MODEL_DIR, build_model
+    from lora_course.machinery.build_model import TINY_MODEL_DIR, build_model
 
     if args.quick and args.output is None:
         print(
@@ -266,7 +266,7 @@ def _slides(args) -> int:
 def _finetune(args) -> int:
     import os
 
-    from lora_course.distributed import finetune_data_parallel
+    from lora_course.machinery.distributed import finetune_data_parallel
 
     options = {k: v for k, v in vars(args).items() if k not in ("command", "func")}
     try:
@@ -327,14 +327,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--shard", default="1/1", help="grade the Kth of N slices: K/N (default 1/1)")
     p.add_argument("--force", action="store_true", help="re-run submissions that did not change")
-    p.add_argument("--roster", help="CSV mapping submission names to platform ids (README)")
+    p.add_argument("--roster", help="CSV of platform ids per submission (docs/instructors.md)")
     p.set_defaults(func=_grade)
 
     p = sub.add_parser("gradebook", help="merge partial gradebooks; generate a demo class")
     p.add_argument("action", choices=["merge", "demo-class"])
     p.add_argument("out", help="merge: the gradebook to write; demo-class: a folder to fill")
     p.add_argument("parts", nargs="*", help="merge: the partial gradebooks (their .csv)")
-    p.add_argument("--roster", help="CSV mapping submission names to platform ids (README)")
+    p.add_argument("--roster", help="CSV of platform ids per submission (docs/instructors.md)")
     p.add_argument("--size", type=int, default=30, help="demo-class: learners (default 30)")
     p.add_argument("--masters", help="folder of master notebooks (default: notebooks)")
     p.set_defaults(func=_gradebook)
@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser(
         "finetune",
-        help="LoRA fine-tuning on the task; data parallel under `accelerate launch` (README)",
+        help="LoRA fine-tuning; data parallel under `accelerate launch` (docs/learners.md)",
     )
     p.add_argument("--model-name", help="hub id or folder (default $LORA_COURSE_MODEL or tiny)")
     p.add_argument("--steps", type=int, default=60, help="optimizer steps (default 60)")

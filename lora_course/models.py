@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from lora_course.hardware import qlora_compute_dtype
+from lora_course.machinery.hardware import qlora_compute_dtype
 
 __all__ = [
     "TINY_MODEL_DIR",
@@ -56,7 +56,7 @@ def quantization_config(name: str, device: str | None = None):
 
     device: None for the lesson's config exactly as printed (nf4 with bf16 compute); ``"cpu"``
         or ``"cuda"`` for the compute dtype that suits that device
-        (``lora_course.hardware.qlora_compute_dtype``: fp32 on a CPU without native bf16).
+        (``lora_course.machinery.hardware.qlora_compute_dtype``: fp32 on a CPU without native bf16).
     """
     from transformers import BitsAndBytesConfig
 

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 import torch
 
 from lora_course.lora import add_lora, lora_layers
-from lora_course.parallel import run_all
+from lora_course.machinery.parallel import run_all
 from lora_course.scaling import lora_scaling
 from lora_course.train import evaluate, finetune
 
@@ -235,8 +235,8 @@ def sweep(
         initialisation and batch order each time) and ``seed`` must stay 0; the ``run`` label
         then ends in ``seed=N``. :func:`seed_spread` gives the mean and spread per setting.
     jobs: runs at once, each in a forked process on one torch thread
-        (:mod:`lora_course.parallel`); default one per core on Linux, 1 elsewhere. The numbers
-        are the same whatever ``jobs`` is, when the runs here use one thread
+        (:mod:`lora_course.machinery.parallel`); default one per core on Linux, 1 elsewhere. The
+        numbers are the same whatever ``jobs`` is, when the runs here use one thread
         (``torch.set_num_threads(1)``, as the notebooks do); only ``seconds`` changes.
 
     Columns: ``run`` (a legend label), ``HISTORY_COLUMNS``, ``seconds`` (since the run's

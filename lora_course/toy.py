@@ -74,7 +74,7 @@ def forward_flops(module: nn.Module, x: torch.Tensor) -> int:
     Matrix multiplies only (2 per multiply-add). Element-wise additions, scaling, memory
     traffic and the fixed cost of each kernel call are not counted, so a FLOP ratio is not a
     time ratio: an unmerged r = 8 adapter adds 0.39 % FLOPs to a 4096 x 4096 layer, while
-    ``make bench`` (README, "Performance", row 3) measures it 4-11 % slower.
+    ``make bench`` (docs/performance.md, row 3) measures it 4-11 % slower.
     """
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from lora_course import adapters, data
-from lora_course.build_model import PRETRAIN
 from lora_course.lora import LoRALayer, add_lora, lora_layers
+from lora_course.machinery.build_model import PRETRAIN
 from lora_course.models import TINY_MODEL_DIR, load_model
 from lora_course.params import count_parameters, meta_model
 

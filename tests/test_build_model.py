@@ -10,7 +10,7 @@ import pytest
 
 from lora_course import data
 from lora_course.__main__ import main
-from lora_course.build_model import TINY_MODEL_DIR
+from lora_course.machinery.build_model import TINY_MODEL_DIR
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_course.distributed import _check_launch
+from lora_course.machinery.distributed import _check_launch
 
 pytest.importorskip("accelerate")
 

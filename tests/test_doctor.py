@@ -5,7 +5,7 @@ import re
 import pytest
 import torch
 
-from lora_course import doctor, hardware
+from lora_course.machinery import doctor, hardware
 
 
 @pytest.mark.parametrize(

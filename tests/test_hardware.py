@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from lora_course import hardware
-from lora_course.hardware import bf16_slowdown, native_bf16, qlora_compute_dtype
+from lora_course.machinery import hardware
+from lora_course.machinery.hardware import bf16_slowdown, native_bf16, qlora_compute_dtype
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -55,7 +55,7 @@ def test_emulated_bf16_is_detected(tmp_path):
     """oneDNN limited to AVX2 emulates bf16 (as on a CPU without AVX512-BF16): measured ~9x
     slower per 4-bit layer step on an AVX512-BF16 EPYC, so the measurement must say emulated."""
     env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2")
-    code = "from lora_course.hardware import bf16_slowdown as s; print(s())"
+    code = "from lora_course.machinery.hardware import bf16_slowdown as s; print(s())"
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lora_course import models
-from lora_course.hardware import qlora_compute_dtype
+from lora_course.machinery.hardware import qlora_compute_dtype
 from lora_course.models import TINY_MODEL_DIR, load_model, quantization_config, weights_gb
 
 needs_cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU path")
@@ -80,7 +80,7 @@ def test_nf4_preset_equals_the_lessons_config_field_by_field():
 
 @pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, torch.float32)])
 def test_the_nf4_preset_computes_in_bf16_only_where_the_cpu_does(monkeypatch, native, expected):
-    from lora_course import hardware
+    from lora_course.machinery import hardware
 
     monkeypatch.setattr(hardware, "native_bf16", lambda: native)
     assert quantization_config("nf4").bnb_4bit_compute_dtype == torch.bfloat16  # as printed
@@ -93,7 +93,7 @@ def test_the_nf4_preset_computes_in_bf16_only_where_the_cpu_does(monkeypatch, na
 
 
 def test_a_gpu_keeps_the_lessons_bf16(monkeypatch):
-    from lora_course import hardware
+    from lora_course.machinery import hardware
 
     monkeypatch.setattr(hardware, "native_bf16", lambda: False)
     assert quantization_config("nf4", device="cuda").bnb_4bit_compute_dtype == torch.bfloat16

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lora_course import add_lora, load_model, load_task
-from lora_course.parallel import run_all
+from lora_course.machinery.parallel import run_all
 from lora_course.sweep import (
     HISTORY_COLUMNS,
     SUMMARY_COLUMNS,
@@ -248,7 +248,7 @@ def test_bad_jobs_name_the_argument(jobs):
 
 
 def test_without_a_process_pool_the_runs_go_one_at_a_time(monkeypatch):
-    import lora_course.parallel as parallel
+    import lora_course.machinery.parallel as parallel
 
     def no_pool(*args, **kwargs):
         raise OSError("no /dev/shm")

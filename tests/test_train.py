@@ -123,7 +123,7 @@ def test_qlora_gradients_reach_the_first_layer_after_an_evaluation(monkeypatch, 
     """bitsandbytes repacks 4-bit weights on the first eval forward on some CPUs, and then
     passes no gradient back; load_model prevents that, so training after evaluating works,
     with either compute dtype the nf4 preset picks (bf16 where native, fp32 where emulated)."""
-    from lora_course import hardware
+    from lora_course.machinery import hardware
 
     monkeypatch.setattr(hardware, "native_bf16", lambda: native_bf16)
     model, tokenizer = load_model(quantization="nf4", device="cpu")

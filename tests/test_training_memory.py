@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from lora_course import training_memory as tm
-from lora_course.memory import weight_footprint
-from lora_course.memory_evidence import (
+from lora_course.machinery.memory_evidence import (
     PUBLISHED,
     measure_step,
     measure_steps,
@@ -15,6 +14,7 @@ from lora_course.memory_evidence import (
     saved_tensor_bytes,
     state_bytes,
 )
+from lora_course.memory import weight_footprint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -100,7 +100,7 @@ def test_optimizer_state_equals_the_optimizers_tensors(optimizer):
     import importlib
 
     import lora_course  # noqa: F401
-    from lora_course.memory_evidence import _OPTIMIZERS
+    from lora_course.machinery.memory_evidence import _OPTIMIZERS
 
     model = with_lora(llama(**{**SMALL, "i": 512}))  # down_proj's A has 8 x 512 = 4,096 values
     params = [p for p in model.parameters() if p.requires_grad]

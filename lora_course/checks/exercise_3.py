@@ -23,8 +23,9 @@ pick is the same in the notebook and in the grader, and changes when any number 
 A re-run matches within ``ACCURACY_TOL`` of accuracy and ``LOSS_ATOL + LOSS_RTOL * loss`` of
 final loss: wide enough for another CPU's rounding and another thread count, far narrower than
 a typed guess. A row whose loss spiked (``spike`` >= ``UNSTABLE_SPIKE``) or diverged is chaotic,
-and its numbers change with the rounding; it matches when its re-run is unstable too. The README
-(exercises section) gives the measured differences across thread counts and CPU paths.
+and its numbers change with the rounding; it matches when its re-run is unstable too.
+docs/instructors.md ("The exercises and their checks") gives the measured differences across
+thread counts and CPU paths.
 """
 
 from __future__ import annotations

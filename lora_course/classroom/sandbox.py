@@ -18,8 +18,8 @@ loopback, which the grader cannot reach. Interrupts and kills reach the kernel t
 process group, as without the sandbox.
 
 Limits on memory, CPU and processes are not the sandbox's job: run the grader in a container for
-those (README, "Grading"). bubblewrap is Linux only: elsewhere :func:`sandbox_problem` says so
-and the command line prints a warning and the container command.
+those (docs/instructors.md, "The sandbox"). bubblewrap is Linux only: elsewhere
+:func:`sandbox_problem` says so and the command line prints a warning and the container command.
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ __all__ = [
 
 SANDBOX_WARNING = (
     "learner code runs with YOUR rights: it can read your files, use the network and change "
-    "the gradebook. Grade untrusted work in a container (README, 'Grading'): docker run --rm "
-    "--network none --memory 4g --cpus 2 --pids-limit 256 --read-only --tmpfs /tmp:size=2g "
+    "the gradebook. Grade untrusted work in a container (docs/instructors.md, 'The sandbox'): "
+    "docker run --rm --network none --memory 4g --cpus 2 --pids-limit 256 --read-only "
+    "--tmpfs /tmp:size=2g "
     '-e HOME=/tmp -v "$PWD/submissions:/submissions:ro" -v "$PWD/out:/out" lora-course '
     "python -m lora_course grade /submissions --out /out/gradebook.csv --jobs 2"
 )

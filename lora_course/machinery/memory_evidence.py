@@ -44,7 +44,7 @@ __all__ = [
     "published_comparison",
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 _OPTIMIZERS = {
     "adamw": ("torch.optim", "AdamW"),
     "paged-adamw": ("bitsandbytes.optim", "PagedAdamW"),
@@ -267,7 +267,7 @@ def measure_steps(specs: dict[str, dict]) -> dict[str, dict]:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", PYTHONPATH=str(ROOT))
     running = {
         name: subprocess.Popen(
-            [sys.executable, "-m", "lora_course.memory_evidence", json.dumps(spec)],
+            [sys.executable, "-m", "lora_course.machinery.memory_evidence", json.dumps(spec)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

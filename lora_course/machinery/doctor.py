@@ -94,7 +94,7 @@ def _check_bitsandbytes() -> Check:
 
 def compute_dtype_reason(device: str | None = None) -> str:
     """One sentence: the 4-bit compute dtype ``load_model("nf4")`` uses here, and why."""
-    from lora_course.hardware import NATIVE_LIMIT, bf16_slowdown, qlora_compute_dtype
+    from lora_course.machinery.hardware import NATIVE_LIMIT, bf16_slowdown, qlora_compute_dtype
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = str(qlora_compute_dtype(device)).removeprefix("torch.")
