@@ -20,11 +20,17 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
-from grading_notebooks import MASTER_NAME, SOLUTION, WRONG, answer, class_folder
+from grading_notebooks import (
+    MASTER_NAME,
+    SOLUTION,
+    WRONG,
+    answer,
+    class_folder,
+    sandbox_or_fail,
+)
 
 import lora_course
 from lora_course.__main__ import main
-from lora_course.classroom.sandbox import sandbox_problem
 
 pytestmark = [
     pytest.mark.slow,
@@ -157,9 +163,7 @@ def _grade(subs: Path, out: Path, masters: Path, *extra: str) -> tuple[int, floa
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
-    problem = sandbox_problem()
-    if problem:
-        pytest.fail(f"the sandbox cannot run here: {problem} (`make bubblewrap` installs it)")
+    sandbox_or_fail()
     root = tmp_path_factory.mktemp("hostile")
     masters, student, clean_subs, clean_out = class_folder(root, "clean")
     _honest(student, clean_subs)

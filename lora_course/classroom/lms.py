@@ -38,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 from lora_course.classroom.grading import Submission
-from lora_course.classroom.safety import csv_text
+from lora_course.classroom.safety import csv_text, printable
 
 __all__ = ["ROSTER_COLUMNS", "read_roster", "canvas_csv", "moodle_csv", "gradescope_results"]
 
@@ -149,7 +149,7 @@ def gradescope_results(sub: Submission | None, exercise_ids: list[str], seconds:
     else:
         from lora_course.classroom.gradebook import feedback_text
 
-        message = feedback_text(sub)
+        message = printable(feedback_text(sub))
     return {
         "score": float(sum(t["score"] for t in tests)),
         "execution_time": int(seconds),
