@@ -6,8 +6,8 @@ submissions folder, the course package and ``data/`` are byte-for-byte as before
 the honest learners' rows equal those of a clean run of the honest learners alone.
 
 The grader-side attacks (links, fifos, devices, colliding and hostile names, a sparse file,
-bytes that are not UTF-8) are refused before a kernel starts, so they add almost nothing; five
-attackers need a kernel (the probe, memory, disk, processes, output).
+bytes that are not UTF-8) are refused before a kernel starts, so they add almost nothing; four
+attackers need a kernel (the probe with its output flood, memory, disk, processes).
 """
 
 import hashlib
@@ -103,9 +103,8 @@ def _honest(student, subs: Path) -> None:
 
 
 def _hostile(student, subs: Path, masters: Path) -> None:
-    _notebook(student, subs / PROBE_NAME, PROBE)
-    for name, cells in (("memory", MEMORY), ("disk", DISK), ("processes", PROCESSES),
-                        ("output", OUTPUT)):  # fmt: skip
+    _notebook(student, subs / PROBE_NAME, PROBE + OUTPUT)  # one kernel for both
+    for name, cells in (("memory", MEMORY), ("disk", DISK), ("processes", PROCESSES)):
         _notebook(student, subs / f"{name}-{MASTER_NAME}", cells)
     # links: a notebook that is the master; a learner folder that is someone else's; links inside
     (subs / f"linked-{MASTER_NAME}").symlink_to(masters / MASTER_NAME)
@@ -215,7 +214,9 @@ def test_honest_rows_equal_a_clean_run(hostile):
 def test_probe_has_no_capability_no_remount_no_grader_environment(hostile):
     book = hostile["book"]
     (name,) = [n for n in book.index if "HYPERLINK" in n]
-    assert (book.loc[name, "status"], book.loc[name, "total"]) == ("ok", 5)
+    # its last attack printed 4 MB: only 1 MB was kept, and its answer still counts
+    assert (book.loc[name, "status"], book.loc[name, "total"]) == ("output limit", 5)
+    assert "--output-limit" in book.loc[name, "message"]
     (text,) = [t for t in _feedback(hostile["out"]).values() if "PROBE capeff" in t]
     assert "PROBE capeff=0000000000000000" in text
     assert "PROBE remount=-1 errno=1 course=read-only" in text  # EPERM
@@ -271,7 +272,6 @@ def test_report_escapes_html_in_names(tmp_path):
         ("memory", "memory limit", "memory limit"),
         ("disk", "disk limit", "disk limit"),
         ("processes", "process limit", "process limit"),
-        ("output", "output limit", "--output-limit"),
     ],
 )
 def test_limits_stop_the_attacker_with_a_status_and_its_answer_still_counts(
@@ -375,3 +375,26 @@ def test_hostile_run_time_is_reported(hostile):
     print(f"clean class (2 honest): {clean:.1f} s; hostile class "
           f"({len(hostile['book'])} rows): {hostile_seconds:.1f} s")  # fmt: skip
     assert len(hostile["book"]) >= 20
+
+
+@pytest.mark.parametrize("prlimit", [True, False], ids=["prlimit", "python-fallback"])
+def test_limits_reach_the_kernel_process_with_or_without_prlimit(tmp_path, monkeypatch, prlimit):
+    import shutil
+    import subprocess
+
+    from lora_course.classroom.sandbox import Limits, bwrap_command
+
+    sandbox_or_fail()
+    if not prlimit:
+        which = shutil.which
+        monkeypatch.setattr(shutil, "which", lambda n: None if n == "prlimit" else which(n))
+    code = (
+        "import resource\n"
+        "print([resource.getrlimit(getattr(resource, 'RLIMIT_' + n))[0] "
+        "for n in ('AS', 'NPROC', 'FSIZE')])"
+    )
+    limits = Limits(memory=3 << 30, processes=77, disk=5 << 20)
+    cmd = bwrap_command([sys.executable, "-c", code], tmp_path, tmp_path, limits)
+    assert ("prlimit" in " ".join(cmd)) == prlimit
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == f"[{3 << 30}, 77, {5 << 20}]", done.stderr

@@ -179,7 +179,11 @@ def write_outputs(
     stem = out.with_suffix("")
     feedback_dir = stem.parent / f"{stem.name}-feedback"
     for sub, file in zip(submissions, feedback_names([s.name for s in submissions]), strict=True):
-        _atomic_write(feedback_dir / file, utf8(printable(feedback_text(sub))))
+        try:
+            text = feedback_text(sub)
+        except Exception as exc:  # noqa: BLE001 -- one learner's feedback, not the class's
+            text = f"Feedback for {sub.name}\nThe grader could not write it ({type(exc).__name__}).\n"
+        _atomic_write(feedback_dir / file, utf8(printable(text)))
     summary_path = stem.parent / f"{stem.name}-summary.csv"
     _atomic_write(summary_path, utf8(csv_text(summary(book, exercise_ids))))
     png = stem.parent / f"{stem.name}-scores.png"

@@ -207,8 +207,13 @@ def bwrap_command(
     env.update({k: v for k, v in os.environ.items() if k.startswith("LORA_COURSE_")})
     for key, value in env.items():
         cmd += ["--setenv", key, value]
-    rlimits = [str(limits.memory), str(limits.processes), str(limits.disk)]
-    kernel = [python, "-c", _LIMITER, *rlimits, python, *argv[1:]]
+    rlimits = {"as": limits.memory, "nproc": limits.processes, "fsize": limits.disk}
+    prlimit = shutil.which("prlimit")
+    if prlimit and prlimit.startswith("/usr/"):  # util-linux, bound inside: no Python start
+        options = [f"--{name}={value}" for name, value in rlimits.items() if value]
+        kernel = [prlimit, *options, "--", python, *argv[1:]]
+    else:
+        kernel = [python, "-c", _LIMITER, *map(str, rlimits.values()), python, *argv[1:]]
     # The grader interrupts a cell with SIGINT to the kernel's process group, which holds bwrap
     # too: bwrap must ignore it or it would exit and take the kernel along. An ignored SIGINT
     # survives exec; ipykernel installs its own handler while it runs a cell. `env -i` (twice:
