@@ -182,7 +182,8 @@ def write_outputs(
         try:
             text = feedback_text(sub)
         except Exception as exc:  # noqa: BLE001 -- one learner's feedback, not the class's
-            text = f"Feedback for {sub.name}\nThe grader could not write it ({type(exc).__name__}).\n"
+            why = type(exc).__name__
+            text = f"Feedback for {sub.name}\nThe grader could not write it ({why}).\n"
         _atomic_write(feedback_dir / file, utf8(printable(text)))
     summary_path = stem.parent / f"{stem.name}-summary.csv"
     _atomic_write(summary_path, utf8(csv_text(summary(book, exercise_ids))))
