@@ -374,7 +374,7 @@ def test_hostile_run_time_is_reported(hostile):
     clean, hostile_seconds = hostile["seconds"]
     print(f"clean class (2 honest): {clean:.1f} s; hostile class "
           f"({len(hostile['book'])} rows): {hostile_seconds:.1f} s")  # fmt: skip
-    assert len(hostile["book"]) >= 20
+    assert len(hostile["book"]) == 19  # 2 honest, 4 run in kernels, 13 refused or stopped first
 
 
 @pytest.mark.parametrize("prlimit", [True, False], ids=["prlimit", "python-fallback"])
