@@ -124,14 +124,28 @@ def _grade(args) -> int:
         record_path,
         shard_of,
     )
-    from lora_course.classroom.submissions import find_submissions, load_masters
+    from lora_course.classroom.sandbox import Limits
+    from lora_course.classroom.submissions import find_submissions, hidden_entries, load_masters
 
     try:
         masters = load_masters(_masters_folder(args.masters))
         exercise_ids = sorted({ex for m in masters for ex in m.exercises})
         shard = parse_shard(args.shard)
         roster = read_roster(args.roster)
-        listing = [name for name, _, _ in find_submissions(args.submissions)]
+        listing = [found.name for found in find_submissions(args.submissions)]
+        limits = Limits(
+            memory=int(args.memory_limit * 2**30),
+            processes=args.process_limit,
+            disk=int(args.disk_limit * 2**30),
+            output=int(args.output_limit * 1e6),
+            submission=int(args.size_limit * 1e6),
+        )
+        if min(args.memory_limit, args.process_limit, args.disk_limit, args.output_limit,
+               args.size_limit) < 0:  # fmt: skip
+            raise ValueError("a limit must be a positive number (0 turns it off)")
+        hidden = hidden_entries(args.submissions)
+        if hidden:
+            print(f"skipped (hidden: names start with '.'): {', '.join(hidden)}", file=sys.stderr)
         mine = shard_of(listing, *shard)
         if roster is not None and set(mine) - set(roster.index):
             missing = sorted(set(mine) - set(roster.index))
@@ -161,6 +175,7 @@ def _grade(args) -> int:
                 sandbox=stop is None,
                 shard=shard,
                 previous=previous,
+                limits=limits,
             )
     except (ValueError, FileNotFoundError) as exc:
         print(f"grade: {exc}", file=sys.stderr)
@@ -328,6 +343,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard", default="1/1", help="grade the Kth of N slices: K/N (default 1/1)")
     p.add_argument("--force", action="store_true", help="re-run submissions that did not change")
     p.add_argument("--roster", help="CSV of platform ids per submission (docs/instructors.md)")
+    for flag, default, what in (
+        ("--memory-limit", 4.0, "GiB of address space per kernel process"),
+        ("--process-limit", 128, "processes and threads per kernel"),
+        ("--disk-limit", 1.0, "GiB a kernel may write (one file, /tmp; its folder as root)"),
+        ("--output-limit", 8.0, "MB of cell output kept per notebook"),
+        ("--size-limit", 100.0, "MB of files per submission (more is not graded)"),
+    ):
+        kind = int if isinstance(default, int) else float
+        p.add_argument(
+            flag, type=kind, default=default, help=f"{what}; 0: none (default %(default)s)"
+        )
     p.set_defaults(func=_grade)
 
     p = sub.add_parser("gradebook", help="merge partial gradebooks; generate a demo class")

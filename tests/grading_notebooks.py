@@ -95,3 +95,14 @@ def class_folder(root: Path, subs_name: str = "submissions"):
     out.parent.mkdir()
     out.write_text("previous gradebook\n")
     return masters, student, subs, out
+
+
+def sandbox_or_fail() -> None:
+    """Fail (not skip) a sandbox test where bwrap cannot run: `make test` installs it first."""
+    import pytest
+
+    from lora_course.classroom.sandbox import sandbox_problem
+
+    problem = sandbox_problem()
+    if problem:
+        pytest.fail(f"the sandbox cannot run here: {problem} (`make bubblewrap` installs it)")

@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
-from grading_notebooks import MASTER_NAME, SOLUTION, answer, class_folder
+from grading_notebooks import MASTER_NAME, SOLUTION, answer, class_folder, sandbox_or_fail
 
 import lora_course
 from lora_course.__main__ import main
@@ -111,9 +111,7 @@ def _grade(subs, out, masters, *extra):
 
 @pytest.fixture(scope="module")
 def sandboxed(tmp_path_factory):
-    problem = sandbox_problem()
-    if problem:
-        pytest.fail(f"the sandbox cannot run here: {problem} (`make bubblewrap` installs it)")
+    sandbox_or_fail()
     root = tmp_path_factory.mktemp("sandbox")
     masters, student, subs, out = class_folder(root, "subs")
     victim = subs / f"victim-{MASTER_NAME}"

@@ -30,7 +30,7 @@ import torch
 
 from lora_course.checks.core import Exercise, Feedback
 
-__all__ = ["EXERCISE", "RATIO_ATOL", "expected_values", "model_config"]
+__all__ = ["EXERCISE", "RATIO_ATOL", "allowed_model", "expected_values", "model_config"]
 
 RATIO_ATOL = 0.005  # a ratio rounded to two decimals still passes
 
@@ -47,34 +47,44 @@ EXERCISE = Exercise(
 )
 
 
+def allowed_model(model=None) -> str | None:
+    """The architecture the checker will price for ``MODEL``: None for the tiny model, else the
+    name of a shipped config in ``data/model-configs`` (``meta-llama/Llama-3.1-8B-Instruct`` ->
+    ``Llama-3.1-8B``). Anything else is refused with :class:`Feedback`, before any file is read:
+    the grader never builds, or even looks for, a model a learner names.
+    """
+    from lora_course.models import TINY_MODEL_DIR, _known_architecture
+
+    name = str(model) if model is not None else str(TINY_MODEL_DIR)
+    if name == str(TINY_MODEL_DIR) or Path(name).name == TINY_MODEL_DIR.name:
+        return None  # the tiny model, wherever the course (or the learner's copy) lives
+    arch = _known_architecture(name[:200])
+    if arch is None:
+        raise Feedback(
+            f"the checker cannot price {name[:80]!r}: it prices only the course's tiny model and "
+            "the Llama architectures in data/model-configs; measure the tiny model (unset "
+            "LORA_COURSE_MODEL) or one of those"
+        )
+    return arch
+
+
 def model_config(model=None):
     """(transformers config, its checkpoint dtype) of the model a learner measured.
 
     None or the tiny model's folder: the tiny Llama. A hub id whose architecture ships in
     ``data/model-configs`` (``meta-llama/Llama-3.1-8B-Instruct`` -> ``Llama-3.1-8B``): that
-    config, read offline. Any other folder or id: its own config, from disk or the local cache.
+    config, read offline. Anything else: :class:`Feedback` (:func:`allowed_model`).
     """
     from transformers import AutoConfig
 
-    from lora_course.models import TINY_MODEL_DIR, _known_architecture
+    from lora_course.models import TINY_MODEL_DIR
     from lora_course.params import load_model_config
 
-    name = str(model) if model is not None else str(TINY_MODEL_DIR)
-    if Path(name).name == TINY_MODEL_DIR.name:  # the tiny model, wherever the course lives
-        name = str(TINY_MODEL_DIR)
-    if Path(name).is_dir():
-        config = AutoConfig.from_pretrained(name)
-    elif _known_architecture(name) is not None:
-        config = load_model_config(_known_architecture(name))
+    arch = allowed_model(model)
+    if arch is None:
+        config = AutoConfig.from_pretrained(str(TINY_MODEL_DIR))
     else:
-        try:
-            config = AutoConfig.from_pretrained(name, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise Feedback(
-                f"the checker cannot price {name!r}: no config for it on this machine "
-                f"({type(exc).__name__}); measure the tiny model (unset LORA_COURSE_MODEL) or a "
-                "Llama architecture the course ships in data/model-configs"
-            ) from None
+        config = load_model_config(arch)
     dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None)

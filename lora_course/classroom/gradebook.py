@@ -16,6 +16,9 @@
 
 Every file is written to a temporary name and moved into place with ``os.replace``, so a crash
 leaves the previous version whole. Everything written comes from the grader's own results.
+Learner text in them is inert (:mod:`lora_course.classroom.safety`): valid UTF-8, no control
+characters, no CSV cell that a spreadsheet would run as a formula; feedback files never share a
+name (``alice`` and ``alice!``: ``alice.txt``, ``alice-2.txt``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from lora_course.classroom.grading import Submission
+from lora_course.classroom.safety import clean_name, csv_text, printable, utf8
 
 __all__ = ["gradebook", "feedback_text", "summary", "plot_totals", "write_outputs"]
 
@@ -134,7 +138,22 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def _safe_name(name: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", name).strip("._") or "submission"
+    return re.sub(r"[^\w.-]+", "_", clean_name(name)).strip("._") or "submission"
+
+
+def feedback_names(names: list[str]) -> list[str]:
+    """One feedback file name per submission, never shared: ``alice``, ``alice!`` and ``alice ``
+    give ``alice.txt``, ``alice-2.txt``, ``alice-3.txt`` (suffixes in the order given)."""
+    taken: set[str] = set()
+    files = []
+    for name in names:
+        stem, k = _safe_name(name), 1
+        while (f"{stem}-{k}" if k > 1 else stem).lower() in taken:
+            k += 1
+        stem = f"{stem}-{k}" if k > 1 else stem
+        taken.add(stem.lower())  # one file on a case-insensitive disk too
+        files.append(f"{stem}.txt")
+    return files
 
 
 def write_outputs(
@@ -159,23 +178,27 @@ def write_outputs(
     book = gradebook(submissions, exercise_ids)
     stem = out.with_suffix("")
     feedback_dir = stem.parent / f"{stem.name}-feedback"
-    for sub in submissions:
-        target = feedback_dir / f"{_safe_name(sub.name)}.txt"
-        _atomic_write(target, feedback_text(sub).encode("utf-8"))
+    for sub, file in zip(submissions, feedback_names([s.name for s in submissions]), strict=True):
+        try:
+            text = feedback_text(sub)
+        except Exception as exc:  # noqa: BLE001 -- one learner's feedback, not the class's
+            why = type(exc).__name__
+            text = f"Feedback for {sub.name}\nThe grader could not write it ({why}).\n"
+        _atomic_write(feedback_dir / file, utf8(printable(text)))
     summary_path = stem.parent / f"{stem.name}-summary.csv"
-    _atomic_write(summary_path, summary(book, exercise_ids).to_csv(index=False).encode())
+    _atomic_write(summary_path, utf8(csv_text(summary(book, exercise_ids))))
     png = stem.parent / f"{stem.name}-scores.png"
     buffer = io.BytesIO()
     plot_totals(book).savefig(buffer, format="png", dpi=100)
     _atomic_write(png, buffer.getvalue())
     paths = {"feedback": feedback_dir, "summary": summary_path, "plot": png}
     paths["report"] = stem.parent / f"{stem.name}-report.html"
-    _atomic_write(paths["report"], report_html(submissions, exercise_ids).encode("utf-8"))
+    _atomic_write(paths["report"], utf8(report_html(submissions, exercise_ids)))
     paths["canvas"] = stem.parent / f"{stem.name}-canvas.csv"
-    _atomic_write(paths["canvas"], canvas_csv(book, exercise_ids, roster).encode("utf-8"))
+    _atomic_write(paths["canvas"], utf8(canvas_csv(book, exercise_ids, roster)))
     paths["moodle"] = stem.parent / f"{stem.name}-moodle.csv"
-    _atomic_write(paths["moodle"], moodle_csv(book, exercise_ids, roster).encode("utf-8"))
+    _atomic_write(paths["moodle"], utf8(moodle_csv(book, exercise_ids, roster)))
     paths["results"] = record_path(out)
     write_record(paths["results"], to_record(submissions, exercise_ids, **(record or {})))
-    _atomic_write(out, book.to_csv(index=False).encode("utf-8"))  # last: it marks the run done
+    _atomic_write(out, utf8(csv_text(book)))  # last: it marks the run done
     return {"gradebook": out, **paths}

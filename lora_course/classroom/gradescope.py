@@ -80,7 +80,7 @@ def run(submission: str | Path, results: str | Path, masters_folder: str | Path)
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="lora-course-gradescope-") as tmp:
         folder = Path(tmp) / "class" / "learner"
-        shutil.copytree(submission, folder)
+        shutil.copytree(submission, folder, symlinks=True)  # a link stays a link: refused
         subs = grade(folder.parent, masters, sandbox=not problem)
     sub = subs[0] if subs and subs[0].runs else None
     data = gradescope_results(sub, exercise_ids, time.monotonic() - start)

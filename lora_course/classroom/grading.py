@@ -24,7 +24,12 @@
 
 Each kernel runs in bubblewrap (:mod:`lora_course.classroom.sandbox`): it writes only its own
 temporary folder, reads the course read-only, sees no other submission, no gradebook, no grader
-process and no network. ``sandbox=False`` (``--no-sandbox``) runs it with the grader's rights.
+process and no network, holds no capability and runs within limits (memory, processes, disk,
+output: statuses ``memory limit``, ``process limit``, ``disk limit``, ``output limit``).
+Before anything is copied or opened, a submission holding a link, a device or a fifo is
+``refused``, and one over the size limit is ``too large``; each step's failure costs only its
+own row (status ``error``). The checks run under a time limit (``CHECK_TIMEOUT``).
+``sandbox=False`` (``--no-sandbox``) runs it with the grader's rights.
 Step 3 also skips a submission whose content hash matches the previous gradebook's
 (:mod:`lora_course.classroom.record`), and ``shard`` grades one slice of a class.
 """
@@ -48,11 +53,28 @@ import nbformat
 
 from lora_course.checks import CheckResult, run_checks
 from lora_course.classroom.answers import export_source, read_answers
-from lora_course.classroom.submissions import Master, find_submissions, match_master, read_notebook
+from lora_course.classroom.safety import clean_name, printable
+from lora_course.classroom.sandbox import Limits
+from lora_course.classroom.submissions import (
+    Master,
+    find_submissions,
+    inspect_submission,
+    match_master,
+    read_notebook,
+)
 
 __all__ = ["STATUSES", "NotebookRun", "Submission", "run_notebook", "grade_submission", "grade"]
 
-STATUSES = ("ok", "timeout", "kernel died", "not a notebook", "error")
+STATUSES = ("ok", "timeout", "kernel died", "not a notebook", "error", "refused", "too large",
+            "memory limit", "process limit", "disk limit", "output limit")  # fmt: skip
+CHECK_TIMEOUT = 600.0  # seconds for one exercise's checks in the grader (exercise 3 re-trains)
+# A cell error that is a limit being hit, by the text every such error carries.
+_LIMIT_ERRORS = (
+    ("memory limit", ("MemoryError", "Cannot allocate memory", "can't allocate memory",
+                      "out of memory")),
+    ("process limit", ("Resource temporarily unavailable", "can't start new thread")),
+    ("disk limit", ("No space left on device", "File too large")),
+)  # fmt: skip
 _TIMEOUT_ENAME = "CellTimeoutError"
 _LOG = logging.getLogger(__name__)  # nbclient's timeout messages; the results carry them too
 _LOG.addHandler(logging.NullHandler())
@@ -70,6 +92,7 @@ class NotebookRun:
     cell_errors: list[tuple[int, str, str]] = field(default_factory=list)  # (cell, name, value)
     notes: list[str] = field(default_factory=list)
     results: dict[str, CheckResult] = field(default_factory=dict)
+    output_dropped: bool = field(default=False, repr=False, compare=False)
 
 
 @dataclass
@@ -94,9 +117,41 @@ class Submission:
         return merged
 
 
-async def _execute(nb, workdir: Path, answers_file: Path, expressions, cell_timeout, run, sandbox):
+def _capped_client(budget: int, run: NotebookRun):
+    """An nbclient ``NotebookClient`` that keeps at most ``budget`` bytes of cell output (0: no
+    cap); past it outputs are dropped and the run is marked (status ``output limit``)."""
     from nbclient import NotebookClient
 
+    class _Client(NotebookClient):
+        kept = 0
+
+        def output(self, outs, msg, display_id, cell_index):
+            if budget and msg.get("msg_type") in {"stream", "display_data", "execute_result",
+                                                  "error", "update_display_data"}:  # fmt: skip
+                size = len(repr(msg.get("content", "")))
+                if self.kept + size > budget:
+                    run.output_dropped = True
+                    return None
+                self.kept += size
+            return super().output(outs, msg, display_id, cell_index)
+
+    return _Client
+
+
+async def _execute(
+    nb, workdir: Path, answers_file: Path, expressions, cell_timeout, run, sandbox, limits
+):
+    from lora_course.classroom.sandbox import pids_cgroup
+
+    with pids_cgroup(limits.processes if sandbox else 0) as cgroup:
+        await _execute_in(
+            nb, workdir, answers_file, expressions, cell_timeout, run, sandbox, limits, cgroup
+        )
+
+
+async def _execute_in(
+    nb, workdir, answers_file, expressions, cell_timeout, run, sandbox, limits, cgroup
+):
     from lora_course.classroom.sandbox import kernel_manager
 
     def on_cell_executed(cell, cell_index, execute_reply):
@@ -105,7 +160,7 @@ async def _execute(nb, workdir: Path, answers_file: Path, expressions, cell_time
             ename = str(content.get("ename", "Error"))[:100]
             run.cell_errors.append((cell_index, ename, str(content.get("evalue", ""))[:300]))
 
-    client = NotebookClient(
+    client = _capped_client(limits.output, run)(
         nb,
         kernel_name="python3",  # this environment's kernel, whatever the notebook's metadata says
         timeout=cell_timeout,
@@ -120,7 +175,9 @@ async def _execute(nb, workdir: Path, answers_file: Path, expressions, cell_time
         shutdown_kernel="immediate",
         on_cell_executed=on_cell_executed,
         log=_LOG,
-        km=kernel_manager(answers_file.parent, workdir) if sandbox else None,
+        km=kernel_manager(answers_file.parent, workdir, limits=limits, cgroup=cgroup)
+        if sandbox
+        else None,
         resources={"metadata": {"path": str(workdir)}},  # the kernel's cwd is the copy
     )
     # The kernel's own stdout/stderr (not its cells' outputs) would land in the grader's terminal.
@@ -175,16 +232,18 @@ def run_notebook(
     cell_timeout: float,
     timeout: float,
     sandbox: bool = True,
+    limits: Limits | None = None,
 ) -> NotebookRun:
     """Execute the notebook ``path`` (a copy; the kernel runs in its folder) and check its answers.
 
     ``answers_dir`` receives the exported answers: a grader-owned folder outside the copy. With
     ``sandbox`` the kernel runs in bubblewrap (:mod:`lora_course.classroom.sandbox`), able to
-    write ``answers_dir`` and below only.
+    write ``answers_dir`` and below only, within ``limits``.
     """
     from nbclient.exceptions import DeadKernelError
 
-    run = NotebookRun(path.name, master.stem)
+    limits = limits or Limits()
+    run = NotebookRun(clean_name(path.name), master.stem)
     nb, problem = read_notebook(path)
     if nb is None:
         run.status, run.message = "not a notebook", problem
@@ -208,6 +267,7 @@ def run_notebook(
                     min(cell_timeout, timeout),
                     run,
                     sandbox,
+                    limits,
                 ),
                 timeout,
             )
@@ -222,16 +282,66 @@ def run_notebook(
         run.message = "the kernel stopped while running the notebook (a crash or exit() call)"
     except Exception as exc:
         run.status = "error"
-        run.message = f"the notebook could not be run ({type(exc).__name__}: {exc})"[:500]
+        run.message = printable(f"the notebook could not be run ({type(exc).__name__}: {exc})")
+        run.message = run.message[:500]
     run.seconds = time.monotonic() - start
+    run.cell_errors = [(i, printable(n), printable(v)) for i, n, v in run.cell_errors]
     if run.status == "ok" and any(e[1] == _TIMEOUT_ENAME for e in run.cell_errors):
         run.status = "timeout"
         run.message = f"a cell ran longer than {cell_timeout:g} s and was interrupted"
+    if run.status == "ok":
+        run.status, run.message = _limit_hit(run, limits)
     values, run.notes = read_answers(answers_file, list(expressions))
+    run.notes = [printable(n) for n in run.notes]
     for ex, names in master.exercises.items():
         answers = {name: values[f"{ex}:{name}"] for name in names}
-        run.results[ex] = run_checks(ex, answers)
+        run.results[ex] = _check_within(ex, answers, CHECK_TIMEOUT, run)
     return run
+
+
+def _limit_hit(run: NotebookRun, limits: Limits) -> tuple[str, str]:
+    """("ok", "") or the limit the run hit (``output limit``, ``memory limit``...) and a message."""
+    if run.output_dropped:
+        return "output limit", (
+            f"the notebook printed more than {limits.output / 1e6:g} MB; the rest was not kept "
+            "(--output-limit)"
+        )
+    for status, marks in _LIMIT_ERRORS:
+        for index, name, value in run.cell_errors:
+            if any(m in name or m in value for m in marks):
+                flag = {
+                    "memory limit": f"{limits.memory / 2**30:g} GiB per process, --memory-limit",
+                    "process limit": f"{limits.processes} processes, --process-limit",
+                    "disk limit": f"{limits.disk / 2**30:g} GiB, --disk-limit",
+                }[status]
+                return status, f"cell {index} hit the sandbox's {status} ({flag})"
+    return "ok", ""
+
+
+def _check_within(exercise_id: str, answers: dict, seconds: float, run: NotebookRun):
+    """``run_checks`` on a daemon thread; past ``seconds``, "not attempted" and the run errs.
+
+    A check that raises is the grader's failure on this notebook only (status ``error``).
+    """
+    import threading
+
+    box: dict = {}
+
+    def target():
+        try:
+            box["result"] = run_checks(exercise_id, answers)
+        except Exception as exc:  # noqa: BLE001 -- reported on this row
+            box["error"] = f"{type(exc).__name__}: {printable(str(exc))[:200]}"
+
+    thread = threading.Thread(target=target, daemon=True, name=f"check-{exercise_id}")
+    thread.start()
+    thread.join(seconds)
+    if "result" in box:
+        return box["result"]
+    problem = box.get("error") or f"took longer than {seconds:g} s"
+    run.status = "error"
+    run.message = f"the grader's check of {exercise_id} failed ({problem})"
+    return run_checks(exercise_id, {})
 
 
 def grade_submission(
@@ -242,41 +352,25 @@ def grade_submission(
     cell_timeout: float = 60,
     timeout: float = 300,
     sandbox: bool = True,
+    limits: Limits | None = None,
 ) -> Submission:
     """Copy one submission into a fresh temporary folder, run its exercise notebooks, check them.
 
-    ``sandbox``: run each kernel in bubblewrap (see :mod:`lora_course.classroom.sandbox`).
+    ``sandbox``: run each kernel in bubblewrap (see :mod:`lora_course.classroom.sandbox`) within
+    ``limits``. A submission holding links, devices or fifos, or more than ``limits.submission``
+    bytes, is not copied or run (status ``refused`` or ``too large``).
     """
+    from lora_course.classroom.sandbox import capped_folder
+
+    limits = limits or Limits()
     sub = Submission(name, path)
+    sub.status, sub.message = inspect_submission(path, limits.submission or None)
+    if sub.status:
+        return sub
     with tempfile.TemporaryDirectory(prefix="lora-course-grade-") as tmp:
-        work = Path(tmp) / "work"
-        if path.is_dir():
-            shutil.copytree(path, work, symlinks=True)
-            copies = [work / nb.relative_to(path) for nb in notebooks]
-        else:
-            work.mkdir()
-            shutil.copy2(path, work / path.name)
-            copies = [work / path.name]
-        for copy in copies:
-            nb, problem = read_notebook(copy)
-            master = match_master(copy, nb, masters)
-            if nb is None and (path.is_file() or master is not None):
-                sub.runs.append(NotebookRun(copy.name, None, "not a notebook", problem))
-            elif master is not None:
-                sub.runs.append(
-                    run_notebook(copy, master, Path(tmp), cell_timeout, timeout, sandbox)
-                )
-            elif path.is_file():
-                stems = ", ".join(m.path.name for m in masters)
-                sub.runs.append(
-                    NotebookRun(
-                        copy.name,
-                        None,
-                        "error",
-                        f"cannot tell which exercise {copy.name} answers: keep the released file "
-                        f"name ({stems})",
-                    )
-                )
+        with capped_folder(Path(tmp), limits.disk if sandbox else 0):
+            _run_copies(sub, path, notebooks, masters, Path(tmp), cell_timeout, timeout,
+                        sandbox, limits)  # fmt: skip
     if not sub.runs:
         sub.status = "error"
         sub.message = "no exercise notebook found in this submission"
@@ -285,6 +379,69 @@ def grade_submission(
         sub.status = bad[0].status if bad else "ok"
         sub.message = "; ".join(f"{r.notebook}: {r.message}" for r in bad)
     return sub
+
+
+def _run_copies(sub, path, notebooks, masters, tmp: Path, cell_timeout, timeout, sandbox, limits):
+    work = tmp / "work"
+    if path.is_dir():
+        shutil.copytree(path, work, symlinks=True)  # inspect_submission: no link is left
+        copies = [work / nb.relative_to(path) for nb in notebooks]
+    else:
+        work.mkdir()
+        shutil.copy2(path, work / path.name)
+        copies = [work / path.name]
+    for copy in copies:
+        nb, problem = read_notebook(copy)
+        master = match_master(copy, nb, masters)
+        shown = clean_name(copy.name)
+        if nb is None and (path.is_file() or master is not None):
+            sub.runs.append(NotebookRun(shown, None, "not a notebook", problem))
+        elif master is not None:
+            sub.runs.append(run_notebook(copy, master, tmp, cell_timeout, timeout, sandbox, limits))
+        elif path.is_file():
+            stems = ", ".join(m.path.name for m in masters)
+            sub.runs.append(
+                NotebookRun(
+                    shown,
+                    None,
+                    "error",
+                    f"cannot tell which exercise {shown} answers: keep the released file "
+                    f"name ({stems})",
+                )
+            )
+
+
+def prepare_grader(masters: list[Master]) -> None:
+    """Import everything the checks and the outputs use, once, before any worker thread.
+
+    Two threads importing one module at once can see it half-initialised (with ``--jobs 2`` an
+    exercise 2 check failed with "cannot import name 'AutoConfig' from 'transformers'" while an
+    exercise 3 re-run imported transformers). Importing here, in the main thread, also means no
+    module is first read from disk while learner code runs.
+    """
+    import importlib
+
+    for module in (
+        "transformers",
+        "lora_course.data",
+        "lora_course.memory",
+        "lora_course.models",
+        "lora_course.params",
+        "lora_course.sweep",
+        "lora_course.classroom.gradebook",
+        "lora_course.classroom.lms",
+        "lora_course.classroom.record",
+        "lora_course.classroom.report",
+        "nbclient",
+        "nbclient.exceptions",
+        "jupyter_client.manager",
+    ):
+        importlib.import_module(module)
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+
+    for ex in sorted({ex for m in masters for ex in m.exercises}):
+        run_checks(ex, {})  # each exercise's module and the names it imports lazily
+        importlib.import_module(f"lora_course.checks.{ex}")
 
 
 def grade(
@@ -297,48 +454,69 @@ def grade(
     sandbox: bool = True,
     shard: tuple[int, int] = (1, 1),
     previous: dict[str, Submission] | None = None,
+    limits: Limits | None = None,
 ) -> list[Submission]:
     """Grade every submission in ``submissions`` (or shard K of N of them); results in name order.
 
     ``jobs`` submissions run at once (a thread each, driving its own kernel process);
     ``on_done`` is called as each finishes (a progress bar). ``previous`` maps names to rows of
     an earlier run by the same grader: a row whose content hash is unchanged is reused, not run.
+    ``limits``: what each kernel may use (:class:`lora_course.classroom.sandbox.Limits`).
     """
     from lora_course.classroom.record import content_hash, shard_of
 
     if jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs}")
+    limits = limits or Limits()
     if sandbox:
         from lora_course.classroom.sandbox import require_sandbox
 
         require_sandbox()  # once, before any row: not a failure per submission
     found = find_submissions(submissions)
-    mine = set(shard_of([n for n, _, _ in found], *shard))
+    mine = set(shard_of([f.name for f in found], *shard))
+    prepare_grader(masters)  # before the pool: no import races in its threads
     results = []
+
+    def finish(result: Submission) -> None:
+        results.append(result)
+        if on_done is not None:
+            on_done(result)
+
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {}
-        for n, p, nbs in found:
+        for n, p, nbs, refused in found:
             if n not in mine:
                 continue
-            digest = content_hash(p)
+            try:
+                status, message = ("refused", refused) if refused else inspect_submission(
+                    p, limits.submission or None
+                )  # fmt: skip
+                if status:
+                    finish(Submission(n, p, status=status, message=message))
+                    continue
+                digest = content_hash(p)
+            except Exception as exc:  # noqa: BLE001 -- this row only
+                message = f"the submission could not be read ({type(exc).__name__})"
+                finish(Submission(n, p, status="error", message=message))
+                continue
             before = (previous or {}).get(n)
             if before is not None and before.content_hash == digest:
                 before.reused, before.path = True, p
-                results.append(before)
-                if on_done is not None:
-                    on_done(before)
+                finish(before)
                 continue
-            job = pool.submit(grade_submission, n, p, nbs, masters, cell_timeout, timeout, sandbox)
+            job = pool.submit(
+                grade_submission, n, p, nbs, masters, cell_timeout, timeout, sandbox, limits
+            )
             futures[job] = (n, p, digest)
         for future in as_completed(futures):
             name, path, digest = futures[future]
             try:
                 result = future.result()
             except Exception as exc:  # a grader-side failure costs this row, not the run
-                message = f"the grader failed on this submission ({type(exc).__name__}: {exc})"
+                message = printable(
+                    f"the grader failed on this submission ({type(exc).__name__}: {exc})"
+                )[:500]
                 result = Submission(name, path, status="error", message=message)
             result.content_hash = digest
-            results.append(result)
-            if on_done is not None:
-                on_done(result)
+            finish(result)
     return sorted(results, key=lambda s: s.name)

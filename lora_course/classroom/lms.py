@@ -21,6 +21,10 @@ column to a grade item (or a new one). The identifier is ``Email address`` when 
 ``email``, else ``ID number`` when it has ``idnumber``, else ``Username`` (the roster's
 ``username`` or the submission name).
 
+**Inert cells.** Identifier cells (names, ids, emails) that start with ``=``, ``+``, ``-``,
+``@``, tab or CR get a leading ``'`` (:func:`lora_course.classroom.safety.csv_cell`): a
+learner named ``=HYPERLINK(...)`` is text in the platform's spreadsheet, not a formula.
+
 **Gradescope** (:func:`gradescope_results`): ``results.json`` with top-level ``score``,
 ``execution_time``, ``output`` and ``tests``; one test per check item with ``name``, ``score``,
 ``max_score``, ``output`` (its hint) and ``visibility``. The bundle is in
@@ -34,6 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 from lora_course.classroom.grading import Submission
+from lora_course.classroom.safety import csv_text, printable
 
 __all__ = ["ROSTER_COLUMNS", "read_roster", "canvas_csv", "moodle_csv", "gradescope_results"]
 
@@ -94,7 +99,7 @@ def canvas_csv(book: pd.DataFrame, exercise_ids: list[str], roster=None) -> str:
               "Section": ""}  # fmt: skip
     points.update({_PREFIX + ex: f"{book[f'{ex}_max'].max():g}" for ex in exercise_ids})
     table = pd.concat([pd.DataFrame([points]), table], ignore_index=True)
-    return table.to_csv(index=False)
+    return csv_text(table, list(points)[:5])
 
 
 def moodle_csv(book: pd.DataFrame, exercise_ids: list[str], roster=None) -> str:
@@ -110,7 +115,7 @@ def moodle_csv(book: pd.DataFrame, exercise_ids: list[str], roster=None) -> str:
     table = pd.DataFrame(ident)
     for ex in exercise_ids:
         table[_PREFIX + ex] = [f"{x:g}" for x in book[ex]]
-    return table.to_csv(index=False)
+    return csv_text(table, list(ident))
 
 
 def gradescope_results(sub: Submission | None, exercise_ids: list[str], seconds: float = 0):
@@ -144,7 +149,7 @@ def gradescope_results(sub: Submission | None, exercise_ids: list[str], seconds:
     else:
         from lora_course.classroom.gradebook import feedback_text
 
-        message = feedback_text(sub)
+        message = printable(feedback_text(sub))
     return {
         "score": float(sum(t["score"] for t in tests)),
         "execution_time": int(seconds),

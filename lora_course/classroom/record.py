@@ -49,16 +49,34 @@ class MergeError(ValueError):
     """Partial gradebooks that do not join into one class: overlap, gap or mismatch."""
 
 
-def content_hash(path: str | Path) -> str:
-    """SHA-256 of a submission: a file's bytes, or a folder's relative names and bytes."""
+def content_hash(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a submission: a file's bytes, or a folder's relative names and bytes.
+
+    Names are hashed as bytes; only regular files are read (a link or a device is never
+    opened: :func:`lora_course.classroom.submissions.inspect_submission` refuses them first),
+    in chunks, so memory stays flat whatever the size.
+    """
+    import os
+    import stat
+
     path = Path(path)
     digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        if ".ipynb_checkpoints" in file.parts:
+    if path.is_symlink() or not path.is_dir():
+        files = [(os.fsencode(path.name), path)]
+    else:
+        files = sorted(
+            (os.fsencode((Path(top) / f).relative_to(path).as_posix()), Path(top) / f)
+            for top, _, names in os.walk(path, followlinks=False)
+            for f in names
+        )
+    for name, file in files:
+        if b".ipynb_checkpoints" in name.split(b"/") or not stat.S_ISREG(file.lstat().st_mode):
             continue
-        name = file.name if file == path else file.relative_to(path).as_posix()
-        digest.update(name.encode() + b"\0" + file.read_bytes() + b"\0")
+        digest.update(name + b"\0")
+        with open(file, "rb") as f:
+            while block := f.read(chunk):
+                digest.update(block)
+        digest.update(b"\0")
     return digest.hexdigest()
 
 
