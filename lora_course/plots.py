@@ -172,7 +172,9 @@ def plot_nf4_code_book(code: torch.Tensor, sigma: float | None = None):
     deviations. The x label says which ``sigma`` was used.
     """
     if sigma is None:
-        sigma = float(torch.special.ndtri(torch.tensor(0.9677083, dtype=torch.float64)))
+        from lora_course.nf4 import outer_quantile
+
+        sigma = outer_quantile()
     fig, ax = _new_axes(
         "NF4 code book over N(0, 1)", f"code value × {sigma:.2f} (standard deviations)", "density"
     )
