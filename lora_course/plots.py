@@ -77,7 +77,9 @@ def plot_loss(history, title: str = "Training loss", log: bool = True, label_col
             name = label if label_column == "run" else f"{label_column}={label}"
             stats = part.groupby("step")["loss"].agg(["mean", "min", "max", "count"])
             style = LINE_STYLES[k % len(LINE_STYLES)]
-            (line,) = ax.plot(stats.index, stats["mean"], linestyle=style, label=name)
+            width = max(1.5, 3.5 - 0.8 * k)  # later lines thinner: one on top of another shows both
+            (line,) = ax.plot(stats.index, stats["mean"], linestyle=style, linewidth=width,
+                              label=name)  # fmt: skip
             if stats["count"].max() > 1:  # several seeds: the band from lowest to highest
                 ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(),
                                 alpha=0.15, linewidth=0)  # fmt: skip
@@ -233,7 +235,8 @@ def _legend_above(ax, handles, labels, ncol: int) -> None:
 def plot_sweep(summary, x: str = "scaling", title: str | None = None, chance: float | None = None):
     """Final loss (left axis, log) and held-out accuracy (right axis, 0 to 1) against ``x``
     (log), from ``lora_course.sweep.summarize``: one point per value of ``x``, the mean over its
-    seeds, with a bar from the lowest to the highest seed where there are several; diverged runs
+    seeds, with a bar from the lowest to the highest seed where there are several, and no line
+    between points (it would pass over values never run); diverged runs
     drawn as red crosses. ``chance``: the accuracy of always giving the most common answer
     (``sweep.chance_accuracy``), drawn as a thin grey line behind the points, so a point at
     chance stays visible on it."""
@@ -250,21 +253,26 @@ def plot_sweep(summary, x: str = "scaling", title: str | None = None, chance: fl
 
     mean, err = bars("final_loss")
     ax.errorbar(stats.index, mean, yerr=err, marker="o", color="C0", capsize=4, zorder=3,
-                label="final loss")  # fmt: skip
+                linestyle="none", markersize=8, label="final loss")  # fmt: skip
     bad = part[part["diverged"].astype(bool)]
     if len(bad):
         ax.plot(bad[x], bad["final_loss"].fillna(part["final_loss"].max()), "x", color="red",
                 markersize=12, mew=3, label="diverged", zorder=4)  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    plain = mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.yaxis.set_major_locator(mpl.ticker.LogLocator(subs=(1, 2, 5)))  # 0.2, 0.5, 1, 2, 5
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(mpl.ticker.NullFormatter())
     right = ax.twinx()
     if chance is not None:
         right.axhline(chance, color="0.55", linestyle="--", linewidth=1, zorder=1,
                       label=f"chance ({chance:g})")  # fmt: skip
     mean, err = bars("accuracy")
     right.errorbar(stats.index, mean, yerr=err, marker="s", color="C1", capsize=4, zorder=3,
-                   markeredgecolor="white", markersize=8, label="held-out accuracy")  # fmt: skip
+                   linestyle="none", markeredgecolor="white", markersize=9,
+                   label="held-out accuracy")  # fmt: skip
     right.set_ylabel("held-out accuracy")
     right.set_ylim(-0.05, 1.05)
     right.grid(False)

@@ -219,6 +219,7 @@ def test_the_sweep_plot_shows_seed_means_and_keeps_chance_behind_the_points():
     left, right = plot_sweep(summary, chance=0.54).axes
     loss, accuracy = left.lines[0], next(ln for ln in right.lines if ln.get_marker() == "s")
     assert loss.get_ydata().tolist() == pytest.approx([0.4, 0.4])  # one point per scaling
+    assert loss.get_linestyle() == accuracy.get_linestyle() == "None"  # no line between points
     assert accuracy.get_ydata().tolist() == pytest.approx([0.9, 0.54])
     chance = next(ln for ln in right.lines if ln.get_label().startswith("chance"))
     assert chance.get_zorder() < accuracy.get_zorder()  # a point at chance is drawn over it
@@ -237,7 +238,8 @@ def test_coinciding_loss_lines_stay_apart_and_seeds_average():
     ax = plot_loss(same, label_column="run").axes[0]
     first, second = ax.lines
     assert first.get_ydata().tolist() == second.get_ydata().tolist()  # the same run twice
-    assert first.get_linestyle() != second.get_linestyle()  # yet both lines show
+    assert first.get_linestyle() != second.get_linestyle()  # yet both lines show:
+    assert first.get_linewidth() > second.get_linewidth()  # a thinner dashed one on a wider one
     seeds = pd.DataFrame(
         {"step": steps * 2, "loss": [3.0, 2.0, 1.0, 5.0, 4.0, 3.0], "seed": [0] * 3 + [1] * 3,
          "scaling": [2.0] * 6}
