@@ -12,9 +12,10 @@ Quantization presets (``quantization_config(name)``):
   4-bit NormalFloat storage, bf16 compute, double quantization. These are NOT the library's
   defaults (fp4, fp32 compute, no double quantization). Given a device
   (``quantization_config("nf4", device="cpu")``, and always inside ``load_model``) the compute
-  dtype is ``hardware.qlora_compute_dtype(device)``: the lesson's bf16 on a GPU and on a CPU that
-  computes bf16 natively, fp32 on a CPU that emulates bf16, where bf16 makes a QLoRA training
-  step several times slower (about 6x on the tiny model, measured) for the same result.
+  dtype is ``hardware.qlora_compute_dtype(device)``: the lesson's bf16 on a GPU of compute
+  capability 8.0 or more and on a CPU that computes bf16 natively, fp16 on an older GPU (T4,
+  V100, RTX 20xx: no bf16 units), fp32 on a CPU that emulates bf16, where bf16 makes a QLoRA
+  training step several times slower (about 6x on the tiny model, measured) for the same result.
 
 bitsandbytes 0.50 runs both on the CPU, where transformers needs ``device_map="cpu"``.
 transformers and bitsandbytes are imported inside the functions, so ``import lora_course``
@@ -56,7 +57,8 @@ def quantization_config(name: str, device: str | None = None):
 
     device: None for the lesson's config exactly as printed (nf4 with bf16 compute); ``"cpu"``
         or ``"cuda"`` for the compute dtype that suits that device
-        (``lora_course.machinery.hardware.qlora_compute_dtype``: fp32 on a CPU without native bf16).
+        (``lora_course.machinery.hardware.qlora_compute_dtype``: fp32 on a CPU without native
+        bf16, fp16 on a GPU without it).
     """
     from transformers import BitsAndBytesConfig
 

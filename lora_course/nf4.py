@@ -33,6 +33,7 @@ import torch
 
 __all__ = [
     "NF4_OFFSET",
+    "outer_quantile",
     "nf4_code",
     "fp4_code",
     "dynamic_code",
@@ -48,6 +49,15 @@ __all__ = [
 
 NF4_OFFSET = 0.9677083
 """Outermost quantile of the NF4 code book (bitsandbytes' ``create_normal_map`` default)."""
+
+
+def outer_quantile(offset: float = NF4_OFFSET) -> float:
+    """The standard normal quantile at probability ``offset``: where the code book's +-1 sits,
+    in standard deviations (about 1.848 at bitsandbytes' offset 0.9677083)."""
+    if not 0.5 < offset < 1.0:
+        raise ValueError(f"offset must lie in (0.5, 1), got {offset}")
+    return float(torch.special.ndtri(torch.tensor(offset, dtype=torch.float64)))
+
 
 _TINY = 1e-38  # bitsandbytes floors a block's absmax here before taking its reciprocal
 

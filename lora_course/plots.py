@@ -56,20 +56,33 @@ def _new_axes(title: str, xlabel: str, ylabel: str):
     return fig, ax
 
 
+LINE_STYLES = ("-", "--", ":", "-.")  # cycled with the colours: a line on top of another shows both
+
+
 def plot_loss(history, title: str = "Training loss", log: bool = True, label_column=None):
     """Loss against step from a DataFrame with ``step`` and ``loss`` columns.
 
     With ``label_column``, one line per value of that column (e.g. one per run); the legend sits
-    to the right of the axes, never over a line. ``log`` draws the loss on a log scale and says
-    so on the axis.
+    to the right of the axes, never over a line. Each line has its own colour and dash pattern,
+    so two runs that coincide show as a dashed line over a solid one, not as one line. Where a
+    label has several seeds (a ``seed`` column with several values), the line is their mean at
+    each step and a shaded band spans the lowest to the highest seed. ``log`` draws the loss on
+    a log scale and says so on the axis.
     """
     fig, ax = _new_axes(title, "step", "loss (log scale)" if log else "loss")
     if label_column is None:
         ax.plot(history["step"], history["loss"])
     else:
-        for label, part in history.groupby(label_column, sort=False):
+        for k, (label, part) in enumerate(history.groupby(label_column, sort=False)):
             name = label if label_column == "run" else f"{label_column}={label}"
-            ax.plot(part["step"], part["loss"], label=name)
+            stats = part.groupby("step")["loss"].agg(["mean", "min", "max", "count"])
+            style = LINE_STYLES[k % len(LINE_STYLES)]
+            width = max(1.5, 3.5 - 0.8 * k)  # later lines thinner: one on top of another shows both
+            (line,) = ax.plot(stats.index, stats["mean"], linestyle=style, linewidth=width,
+                              label=name)  # fmt: skip
+            if stats["count"].max() > 1:  # several seeds: the band from lowest to highest
+                ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(),
+                                alpha=0.15, linewidth=0)  # fmt: skip
         _legend_outside(ax)
     if log:
         ax.set_yscale("log")
@@ -161,7 +174,9 @@ def plot_nf4_code_book(code: torch.Tensor, sigma: float | None = None):
     deviations. The x label says which ``sigma`` was used.
     """
     if sigma is None:
-        sigma = float(torch.special.ndtri(torch.tensor(0.9677083, dtype=torch.float64)))
+        from lora_course.nf4 import outer_quantile
+
+        sigma = outer_quantile()
     fig, ax = _new_axes(
         "NF4 code book over N(0, 1)", f"code value × {sigma:.2f} (standard deviations)", "density"
     )
@@ -219,32 +234,53 @@ def _legend_above(ax, handles, labels, ncol: int) -> None:
 
 def plot_sweep(summary, x: str = "scaling", title: str | None = None, chance: float | None = None):
     """Final loss (left axis, log) and held-out accuracy (right axis, 0 to 1) against ``x``
-    (log), one point per run of ``lora_course.sweep.summarize``; diverged runs drawn as red
-    crosses. ``chance``: the accuracy of always giving the most common answer
-    (``sweep.chance_accuracy``), drawn as a dotted line."""
+    (log), from ``lora_course.sweep.summarize``: one point per value of ``x``, the mean over its
+    seeds, with a bar from the lowest to the highest seed where there are several, and no line
+    between points (it would pass over values never run); diverged runs
+    drawn as red crosses. ``chance``: the accuracy of always giving the most common answer
+    (``sweep.chance_accuracy``), drawn as a thin grey line behind the points, so a point at
+    chance stays visible on it."""
     fig, ax = _new_axes(
         title or f"Final loss and accuracy by {x}", f"{x} (log scale)", "final loss (log scale)"
     )
     part = summary.sort_values(x)
-    ax.plot(part[x], part["final_loss"], marker="o", color="C0", label="final loss")
+    stats = part.groupby(x)[["final_loss", "accuracy"]].agg(["mean", "min", "max"])
+
+    def bars(column):
+        mean = stats[column]["mean"]
+        low, high = mean - stats[column]["min"], stats[column]["max"] - mean
+        return mean, [low.clip(lower=0), high.clip(lower=0)]  # no -1e-17 from rounding
+
+    mean, err = bars("final_loss")
+    ax.errorbar(stats.index, mean, yerr=err, marker="o", color="C0", capsize=4, zorder=3,
+                linestyle="none", markersize=8, label="final loss")  # fmt: skip
     bad = part[part["diverged"].astype(bool)]
     if len(bad):
         ax.plot(bad[x], bad["final_loss"].fillna(part["final_loss"].max()), "x", color="red",
-                markersize=12, mew=3, label="diverged")  # fmt: skip
+                markersize=12, mew=3, label="diverged", zorder=4)  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    plain = mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.yaxis.set_major_locator(mpl.ticker.LogLocator(subs=(1, 2, 5)))  # 0.2, 0.5, 1, 2, 5
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(mpl.ticker.NullFormatter())
     right = ax.twinx()
-    right.plot(part[x], part["accuracy"], marker="s", color="C1", label="held-out accuracy")
     if chance is not None:
-        right.axhline(chance, color="C1", linestyle=":", label=f"chance ({chance:g})")
+        right.axhline(chance, color="0.55", linestyle="--", linewidth=1, zorder=1,
+                      label=f"chance ({chance:g})")  # fmt: skip
+    mean, err = bars("accuracy")
+    right.errorbar(stats.index, mean, yerr=err, marker="s", color="C1", capsize=4, zorder=3,
+                   linestyle="none", markeredgecolor="white", markersize=9,
+                   label="held-out accuracy")  # fmt: skip
     right.set_ylabel("held-out accuracy")
     right.set_ylim(-0.05, 1.05)
     right.grid(False)
     right.spines["right"].set_visible(True)
-    lines = ax.get_legend_handles_labels()
-    more = right.get_legend_handles_labels()
-    _legend_above(ax, lines[0] + more[0], lines[1] + more[1], ncol=4)
+    pairs = [p for a in (ax, right) for p in zip(*a.get_legend_handles_labels(), strict=True)]
+    order = ["final loss", "diverged", "held-out accuracy"]  # then chance
+    pairs.sort(key=lambda p: order.index(p[1]) if p[1] in order else len(order))
+    _legend_above(ax, [h for h, _ in pairs], [lb for _, lb in pairs], ncol=4)
     ax.set_title(ax.get_title(), pad=34)
     fig.tight_layout()
     plt.close(fig)
@@ -254,8 +290,10 @@ def plot_sweep(summary, x: str = "scaling", title: str | None = None, chance: fl
 def plot_rank_sweep(
     summary, y: str = "final_loss", title: str | None = None, group: str = "use_rslora"
 ):
-    """``y`` against rank (log 2), one line per value of ``group``; with several seeds per
-    point, the line joins the means and a bar spans the lowest to the highest seed.
+    """``y`` against rank (log 2), one marker per rank and value of ``group``, at the mean over
+    seeds, with a bar from the lowest to the highest seed. No line joins the markers: a line
+    from rank 4 to rank 64 would pass over ranks that were never run. The groups sit slightly
+    apart along x so that their bars do not overlap.
 
     ``group`` defaults to ``use_rslora`` (alpha/r vs alpha/sqrt(r)); any column works, e.g. a
     label column the notebook adds ("s = 1 at every rank", "alpha = 16, s = alpha/r").
@@ -264,13 +302,21 @@ def plot_rank_sweep(
         title or f"{y.replace('_', ' ')} by rank", "rank r (log scale)", y.replace("_", " ")
     )
     names = {False: "alpha / r (LoRA)", True: "alpha / sqrt(r) (rsLoRA)"}
+    ranks = set()
     for k, (value, part) in enumerate(summary.groupby(group, sort=False)):
         stats = part.groupby("rank")[y].agg(["mean", "min", "max"]).sort_index()
         name = names[value] if group == "use_rslora" else str(value)
-        err = [stats["mean"] - stats["min"], stats["max"] - stats["mean"]]
-        ax.errorbar(stats.index, stats["mean"], yerr=err, marker="os^D"[k % 4], capsize=5,
-                    label=name)  # fmt: skip
+        err = [
+            (stats["mean"] - stats["min"]).clip(lower=0),
+            (stats["max"] - stats["mean"]).clip(lower=0),
+        ]
+        nudge = 2 ** (0.08 * (k - (summary[group].nunique() - 1) / 2))  # apart on the log axis
+        ax.errorbar(stats.index * nudge, stats["mean"], yerr=err, marker="os^D"[k % 4],
+                    linestyle="none", markersize=9, capsize=5, label=name)  # fmt: skip
+        ranks |= set(stats.index)
     ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(ranks))  # a tick at each rank that was run, none between
+    ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())
     ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_ylim(0, None)  # a loss axis from 0: the gaps read as proportions
     handles, labels = ax.get_legend_handles_labels()

@@ -20,9 +20,18 @@ def test_the_reason_names_the_dtype_and_the_measured_factor(monkeypatch, ratio, 
     assert re.match(expected, doctor.compute_dtype_reason("cpu"))
 
 
-def test_a_gpu_keeps_bf16_and_says_why(monkeypatch):
-    monkeypatch.setattr(hardware, "bf16_slowdown", lambda: 9.0)
-    assert doctor.compute_dtype_reason("cuda").startswith("bfloat16 on the GPU")
+@pytest.mark.parametrize(
+    "capability, expected",
+    [
+        ((8, 6), r"^bfloat16 on the GPU, the lesson's choice: compute capability 8\.6"),
+        ((7, 5), r"^float16 on the GPU, not the lesson's bf16: compute capability 7\.5 .*T4"),
+    ],
+)
+def test_a_gpu_says_its_dtype_and_why(monkeypatch, capability, expected):
+    monkeypatch.setattr(hardware, "bf16_slowdown", lambda: 9.0)  # a GPU ignores the CPU's ratio
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert re.match(expected, doctor.compute_dtype_reason("cuda"))
 
 
 def test_the_row_is_in_the_report_and_a_failed_probe_is_a_problem(monkeypatch):

@@ -35,13 +35,48 @@ def test_the_cpu_dtype_follows_the_measurement(monkeypatch, native, expected):
     assert qlora_compute_dtype(torch.device("cpu")) == expected
 
 
-def test_a_gpu_keeps_the_lessons_bf16_without_measuring(monkeypatch):
+def _a_gpu(monkeypatch, capability):
+    """Pretend the CUDA device has this compute capability (a CPU-only torch has none)."""
+    seen = []
+
+    def capability_of(device=None):
+        seen.append(device)
+        return capability
+
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability_of)
+
     def no_measuring():
         raise AssertionError("a GPU needs no CPU measurement")
 
     monkeypatch.setattr(hardware, "native_bf16", no_measuring)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "capability, expected",
+    [
+        ((8, 0), torch.bfloat16),  # A100
+        ((8, 6), torch.bfloat16),  # RTX 3060-3090
+        ((8, 9), torch.bfloat16),  # RTX 4090, L4
+        ((9, 0), torch.bfloat16),  # H100
+        ((7, 5), torch.float16),  # T4, RTX 20xx
+        ((7, 0), torch.float16),  # V100
+        ((6, 1), torch.float16),  # P40, GTX 10xx
+    ],
+)
+def test_a_gpu_gets_bf16_only_where_it_is_native(monkeypatch, capability, expected):
+    seen = _a_gpu(monkeypatch, capability)
+    assert qlora_compute_dtype("cuda") == expected
+    assert qlora_compute_dtype("cuda:1") == expected
+    assert hardware.gpu_native_bf16("cuda") == (expected == torch.bfloat16)
+    assert "cuda:1" in [str(d) for d in seen]  # the device asked about, not always device 0
+
+
+def test_a_rocm_gpu_counts_as_native(monkeypatch):
+    _a_gpu(monkeypatch, (7, 0))
+    monkeypatch.setattr(torch.version, "hip", "6.2")
     assert qlora_compute_dtype("cuda") == torch.bfloat16
-    assert qlora_compute_dtype("cuda:1") == torch.bfloat16
 
 
 def test_an_unknown_device_names_the_argument():

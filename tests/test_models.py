@@ -92,11 +92,17 @@ def test_the_nf4_preset_computes_in_bf16_only_where_the_cpu_does(monkeypatch, na
     assert model.model.layers[0].mlp.up_proj.compute_dtype == torch.bfloat16
 
 
-def test_a_gpu_keeps_the_lessons_bf16(monkeypatch):
+@pytest.mark.parametrize(
+    "capability, expected", [((8, 6), torch.bfloat16), ((7, 5), torch.float16)]
+)
+def test_a_gpu_gets_bf16_where_native_and_fp16_below(monkeypatch, capability, expected):
     from lora_course.machinery import hardware
 
-    monkeypatch.setattr(hardware, "native_bf16", lambda: False)
-    assert quantization_config("nf4", device="cuda").bnb_4bit_compute_dtype == torch.bfloat16
+    monkeypatch.setattr(hardware, "native_bf16", lambda: False)  # the CPU's answer is not asked
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert quantization_config("nf4", device="cuda").bnb_4bit_compute_dtype == expected
+    assert quantization_config("nf4").bnb_4bit_compute_dtype == torch.bfloat16  # the lesson's
 
 
 def test_a_config_object_is_accepted():

@@ -169,3 +169,15 @@ def test_code_book_plot_draws_one_line_per_value():
 
     fig = plot_nf4_code_book(nf4.nf4_code())
     assert len(fig.axes[0].lines) == 1 + 16  # the density and 16 code values
+
+
+def test_the_outer_quantile_is_where_the_code_book_puts_one():
+    from statistics import NormalDist
+
+    from lora_course.nf4 import NF4_OFFSET, outer_quantile
+
+    sigma = outer_quantile()
+    assert sigma == pytest.approx(NormalDist().inv_cdf(NF4_OFFSET), rel=1e-9)  # stdlib reference
+    assert round(sigma, 2) == 1.85  # the figure notebook 04 quotes
+    with pytest.raises(ValueError, match="offset must lie in"):
+        outer_quantile(0.4)

@@ -198,7 +198,55 @@ def test_sweep_and_rank_plots_read_at_a_glance():
     assert ax.get_xscale() == "log" and ax.get_ylim()[0] == 0
     line = ax.lines[0]
     assert line.get_ydata().tolist() == pytest.approx([1.1, 0.9])  # the mean over seeds
+    assert line.get_linestyle() == "None"  # no line over rank 16, where nothing was run
+    assert ax.get_xticks().tolist() == [4, 64]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["fixed s"]
+
+
+def test_the_sweep_plot_shows_seed_means_and_keeps_chance_behind_the_points():
+    import pandas as pd
+
+    from lora_course.plots import plot_sweep
+
+    summary = pd.DataFrame(
+        {
+            "scaling": [1.0, 1.0, 1.0, 10.0, 10.0, 10.0],
+            "final_loss": [0.3, 0.4, 0.5, 0.4, 0.4, 0.4],
+            "accuracy": [0.9, 1.0, 0.8, 0.54, 0.54, 0.54],
+            "diverged": [False] * 6,
+        }
+    )
+    left, right = plot_sweep(summary, chance=0.54).axes
+    loss, accuracy = left.lines[0], next(ln for ln in right.lines if ln.get_marker() == "s")
+    assert loss.get_ydata().tolist() == pytest.approx([0.4, 0.4])  # one point per scaling
+    assert loss.get_linestyle() == accuracy.get_linestyle() == "None"  # no line between points
+    assert accuracy.get_ydata().tolist() == pytest.approx([0.9, 0.54])
+    chance = next(ln for ln in right.lines if ln.get_label().startswith("chance"))
+    assert chance.get_zorder() < accuracy.get_zorder()  # a point at chance is drawn over it
+    assert chance.get_color() != accuracy.get_color()
+
+
+def test_coinciding_loss_lines_stay_apart_and_seeds_average():
+    import pandas as pd
+
+    from lora_course.plots import plot_loss
+
+    steps = [1, 2, 3]
+    same = pd.DataFrame(
+        {"step": steps * 2, "loss": [3.0, 2.0, 1.0] * 2, "run": ["a"] * 3 + ["b"] * 3}
+    )
+    ax = plot_loss(same, label_column="run").axes[0]
+    first, second = ax.lines
+    assert first.get_ydata().tolist() == second.get_ydata().tolist()  # the same run twice
+    assert first.get_linestyle() != second.get_linestyle()  # yet both lines show:
+    assert first.get_linewidth() > second.get_linewidth()  # a thinner dashed one on a wider one
+    seeds = pd.DataFrame(
+        {"step": steps * 2, "loss": [3.0, 2.0, 1.0, 5.0, 4.0, 3.0], "seed": [0] * 3 + [1] * 3,
+         "scaling": [2.0] * 6}
+    )  # fmt: skip
+    ax = plot_loss(seeds, label_column="scaling").axes[0]
+    assert ax.lines[0].get_ydata().tolist() == pytest.approx([4.0, 3.0, 2.0])  # mean per step
+    assert len(ax.collections) == 1  # the band from the lowest to the highest seed
 
 
 def test_runs_table_writes_lr_exactly():

@@ -55,8 +55,11 @@ def _check_packages() -> list[Check]:
 def _check_device() -> Check:
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name(0)
-        bf16 = torch.cuda.is_bf16_supported()
-        return Check("GPU", True, f"{name} (bf16: {bf16})")
+        from lora_course.hardware import gpu_native_bf16
+
+        major, minor = torch.cuda.get_device_capability(0)
+        bf16 = "native" if gpu_native_bf16("cuda:0") else "not native"
+        return Check("GPU", True, f"{name} (compute capability {major}.{minor}, bf16 {bf16})")
     return Check(
         "GPU",
         True,
@@ -99,7 +102,16 @@ def compute_dtype_reason(device: str | None = None) -> str:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = str(qlora_compute_dtype(device)).removeprefix("torch.")
     if device.startswith("cuda"):
-        return f"{dtype} on the GPU, the lesson's choice: GPUs compute bf16 natively"
+        major, minor = torch.cuda.get_device_capability(device)
+        if dtype == "bfloat16":
+            return (
+                f"{dtype} on the GPU, the lesson's choice: compute capability {major}.{minor} "
+                "(8.0 or more) computes bf16 natively"
+            )
+        return (
+            f"{dtype} on the GPU, not the lesson's bf16: compute capability {major}.{minor} "
+            "(below 8.0: T4, V100, RTX 20xx) has no native bf16, and fp16 is the usual choice there"
+        )
     ratio = bf16_slowdown()
     how = "native" if ratio <= NATIVE_LIMIT else "emulated"
     measured = f"a 4-bit layer step in bf16 takes {ratio:.1f}x its time in fp32 on this CPU"

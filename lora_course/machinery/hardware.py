@@ -1,7 +1,9 @@
-"""Does this CPU compute bf16 natively? Measured, not guessed from the CPU's name.
+"""Does this CPU or GPU compute bf16 natively? Measured on a CPU, read from the GPU's generation.
 
-The lesson's ``bnb_4bit_compute_dtype=torch.bfloat16`` is a GPU choice: every GPU since Ampere
-and CPUs with AVX512-BF16 (or AMX) multiply bf16 in hardware. Other CPUs (most laptops, AVX2
+The lesson's ``bnb_4bit_compute_dtype=torch.bfloat16`` is a choice for recent GPUs: NVIDIA GPUs
+of compute capability 8.0 or more (Ampere: A100, RTX 30xx, and later) and CPUs with AVX512-BF16
+(or AMX) multiply bf16 in hardware. Older NVIDIA GPUs (T4 and RTX 20xx at 7.5, V100 at 7.0) have
+no bf16 units; fp16 is the usual compute dtype there. Other CPUs (most laptops, AVX2
 servers) emulate it, converting every value to fp32 and back, and a QLoRA training step then
 costs several times more than the same step in fp32 (about 6-7x measured on the tiny model).
 
@@ -9,8 +11,8 @@ costs several times more than the same step in fp32 (about 6-7x measured on the 
 and backward with bf16 compute against the same layer with fp32 compute, interleaved, median
 of several, on one thread (so a busy machine slows both alike). The answer is cached for the
 process. ``qlora_compute_dtype(device)`` turns it into the compute dtype ``load_model``'s
-``"nf4"`` preset uses: bf16 on a GPU (the lesson's recipe) and on a CPU that computes bf16
-natively, fp32 on a CPU that emulates it.
+``"nf4"`` preset uses: bf16 (the lesson's recipe) on a GPU of compute capability 8.0 or more and
+on a CPU that computes bf16 natively; fp16 on an older GPU; fp32 on a CPU that emulates bf16.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ import time
 
 import torch
 
-__all__ = ["NATIVE_LIMIT", "bf16_slowdown", "native_bf16", "qlora_compute_dtype"]
+__all__ = [
+    "NATIVE_LIMIT",
+    "bf16_slowdown",
+    "gpu_native_bf16",
+    "native_bf16",
+    "qlora_compute_dtype",
+]
 
 # bf16 time / fp32 time at or below which bf16 counts as native. Measured on the tiny model's
 # layer shape: 0.6-1.1 where AVX512-BF16 computes it, 6-9 where it is emulated (AVX2).
@@ -89,12 +97,28 @@ def native_bf16() -> bool:
     return bf16_slowdown() <= NATIVE_LIMIT
 
 
+def gpu_native_bf16(device: str | torch.device = "cuda") -> bool:
+    """True when the GPU ``device`` multiplies bf16 in hardware: compute capability 8.0 or more.
+
+    ``torch.cuda.is_bf16_supported()`` is not this question: by default it also answers True where
+    bf16 is only emulated (a T4 can hold bf16 tensors), so the generation is read directly, as
+    ``is_bf16_supported(including_emulation=False)`` does for the current device. ROCm GPUs
+    count as native, as torch counts them.
+    """
+    if torch.version.hip:
+        return True
+    major, _minor = torch.cuda.get_device_capability(device)
+    return major >= 8
+
+
 def qlora_compute_dtype(device: str | torch.device = "cpu") -> torch.dtype:
-    """The 4-bit compute dtype for ``device``: bf16 on a GPU and on a CPU with native bf16,
-    fp32 on a CPU that emulates bf16 (where the lesson's bf16 would cost several times more)."""
+    """The 4-bit compute dtype for ``device``: bf16 on a GPU with native bf16 (compute capability
+    8.0 or more) and on a CPU with native bf16; fp16 on an older GPU (T4, V100, RTX 20xx), the
+    usual choice there; fp32 on a CPU that emulates bf16 (where bf16 would cost several times
+    more)."""
     kind = torch.device(device).type
     if kind == "cuda":
-        return torch.bfloat16
+        return torch.bfloat16 if gpu_native_bf16(device) else torch.float16
     if kind != "cpu":
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     return torch.bfloat16 if native_bf16() else torch.float32
