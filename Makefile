@@ -40,7 +40,9 @@ $(STAMP):
 	  $$(for d in $$($(BIN)/python -m pip config get global.find-links 2>/dev/null) $$PIP_FIND_LINKS; \
 	     do echo --find-links $$d; done) -c constraints.txt -e '.[dev]' \
 	  || $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
-	$(BIN)/python -m ipykernel install --user --name $(KERNEL) --display-name "Python (lora-course)" >/dev/null
+	@# The kernel lives inside this checkout's .venv (--sys-prefix), where the JupyterLab of
+	@# `make lab` finds it first; a per-user kernel would be repointed by every other clone.
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (lora-course)" >/dev/null
 	@# The course works offline: no news feed or update check asking the network on every start.
 	@mkdir -p $(VENV)/share/jupyter/lab/settings
 	@cp etc/jupyterlab-overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
