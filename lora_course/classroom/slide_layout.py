@@ -36,6 +36,9 @@ TABLE_MIN_FONT_PX = 13  # 14.9 px at 1280 x 720; smaller is unreadable projected
 CONTINUATION_INDENT = "2ch"  # a wrapped row of code starts this far right, after an arrow
 ROOM_WORTH_FILLING = 0.3  # share of a slide left blank above a long item: split it to fill it
 
+# One grey arrow per wrapped row (ten rows at most): "\\21aa" is the arrow, "\\A" a new line.
+_ARROWS = "\\A".join(["\\21aa"] * 10)
+
 _CSS = f"""
 <style>
 .reveal .jp-InputPrompt, .reveal .jp-OutputPrompt {{ display: none; }}
@@ -52,10 +55,11 @@ _CSS = f"""
 .reveal .controls {{ transform: scale(0.7); transform-origin: 100% 100%; }}
 /* A row wrapped at the slide's edge starts further right, behind a grey arrow. */
 .reveal pre .lc-line {{
-  display: block; position: relative; padding-left: {CONTINUATION_INDENT}; text-indent: -{CONTINUATION_INDENT};
+  display: block; position: relative;
+  padding-left: {CONTINUATION_INDENT}; text-indent: -{CONTINUATION_INDENT};
 }}
 .reveal pre .lc-line::after {{
-  content: "\\21aa\\A\\21aa\\A\\21aa\\A\\21aa\\A\\21aa\\A\\21aa\\A\\21aa\\A\\21aa\\A\\21aa\\A\\21aa";
+  content: "{_ARROWS}";
   white-space: pre; position: absolute; left: 0; top: 1lh; bottom: 0; overflow: hidden;
   text-indent: 0; color: #999;
 }}
