@@ -50,7 +50,15 @@ from lora_course.checks import CheckResult, run_checks
 from lora_course.classroom.answers import export_source, read_answers
 from lora_course.classroom.submissions import Master, find_submissions, match_master, read_notebook
 
-__all__ = ["STATUSES", "NotebookRun", "Submission", "run_notebook", "grade_submission", "grade"]
+__all__ = [
+    "STATUSES",
+    "NotebookRun",
+    "Submission",
+    "run_notebook",
+    "grade_submission",
+    "grade",
+    "shown_text",
+]
 
 STATUSES = ("ok", "timeout", "kernel died", "not a notebook", "error")
 _TIMEOUT_ENAME = "CellTimeoutError"
@@ -70,6 +78,9 @@ class NotebookRun:
     cell_errors: list[tuple[int, str, str]] = field(default_factory=list)  # (cell, name, value)
     notes: list[str] = field(default_factory=list)
     results: dict[str, CheckResult] = field(default_factory=dict)
+    # The text the run's cells showed (streams, plain text, HTML; no images), for a person or a
+    # test looking into a run; not written to the results record, which keeps scores only.
+    shown: str = field(default="", repr=False)
 
 
 @dataclass
@@ -92,6 +103,18 @@ class Submission:
                 if ex not in merged or res.score > merged[ex].score:
                     merged[ex] = res
         return merged
+
+
+def shown_text(cells) -> str:
+    """What ``cells`` show as text: their streams, plain-text and HTML outputs, one per line."""
+    parts = []
+    for cell in cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            texts = (out.get("text", ""), data.get("text/plain", ""), data.get("text/html", ""))
+            for text in texts:
+                parts.append(text if isinstance(text, str) else "".join(text))
+    return "\n".join(p for p in parts if p)
 
 
 async def _execute(nb, workdir: Path, answers_file: Path, expressions, cell_timeout, run, sandbox):
@@ -129,6 +152,7 @@ async def _execute(nb, workdir: Path, answers_file: Path, expressions, cell_time
     ):
         for index, cell in enumerate(nb.cells):
             await client.async_execute_cell(cell, index)
+        run.shown = shown_text(nb.cells)
         source = export_source(expressions, answers_file)
         nb.cells.append(nbformat.v4.new_code_cell(source))  # nb is the grader's copy
         await client.async_execute_cell(nb.cells[-1], len(nb.cells) - 1, store_history=False)
