@@ -31,7 +31,8 @@ __all__ = [
 ]
 
 CONTROLS_RESERVE = 72  # slide pixels at the bottom kept free for the arrows (at 1280 x 720)
-FIGURE_MAX_HEIGHT = 400  # slide pixels; a 16:9 course figure at 711 x 400
+FIGURE_MAX_HEIGHT = 480  # slide pixels: a course figure (8 x 4.5 in at 100 dpi) at 1280 x 720 is
+# shown no smaller than in the notebook, a wide one (09, 12.6 x 4.6 in) too
 TABLE_MIN_FONT_PX = 13  # 14.9 px at 1280 x 720; smaller is unreadable projected: split it instead
 CONTINUATION_INDENT = "2ch"  # a wrapped row of code starts this far right, after an arrow
 ROOM_WORTH_FILLING = 0.3  # share of a slide left blank above a long item: split it to fill it

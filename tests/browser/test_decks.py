@@ -1,5 +1,6 @@
 """Every notebook's deck opens from file:// with the network blocked, shows its title slide, and
-fits: every slide, sub-slide and fragment step of every deck is walked at 1280 x 720."""
+fits: every slide, sub-slide and fragment step of every deck is walked at 1280 x 720 with the
+right-arrow key alone: every step must be reached, fit the slide and be legible (slide_fit.py)."""
 
 from __future__ import annotations
 
