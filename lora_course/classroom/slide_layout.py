@@ -25,6 +25,7 @@ __all__ = [
     "CONTROLS_RESERVE",
     "FIGURE_MAX_HEIGHT",
     "LAYOUT_HTML",
+    "CODE_ALONE",
     "CONTINUATION_INDENT",
     "ROOM_WORTH_FILLING",
     "TABLE_MIN_FONT_PX",
@@ -32,8 +33,9 @@ __all__ = [
 
 CONTROLS_RESERVE = 72  # slide pixels at the bottom kept free for the arrows (at 1280 x 720)
 FIGURE_MAX_HEIGHT = 480  # slide pixels: a course figure (8 x 4.5 in at 100 dpi) at 1280 x 720 is
-# shown no smaller than in the notebook, a wide one (09, 12.6 x 4.6 in) too
+# shown no smaller than in the notebook, a wide one (09, 12 x 4.6 in) too
 TABLE_MIN_FONT_PX = 13  # 14.9 px at 1280 x 720; smaller is unreadable projected: split it instead
+CODE_ALONE = 12  # lines: a longer listing is cut before a statement rather than shown alone
 CONTINUATION_INDENT = "2ch"  # a wrapped row of code starts this far right, after an arrow
 ROOM_WORTH_FILLING = 0.3  # share of a slide left blank above a long item: split it to fill it
 
@@ -71,7 +73,7 @@ _CSS = f"""
 _JS = rf"""
 <script>
 (function () {{
-  const RESERVE = {CONTROLS_RESERVE}, MIN_FONT = {TABLE_MIN_FONT_PX};
+  const RESERVE = {CONTROLS_RESERVE}, MIN_FONT = {TABLE_MIN_FONT_PX}, CODE_ALONE = {CODE_ALONE};
   const ROOM_WORTH_FILLING = {ROOM_WORTH_FILLING};
   const usable = () => Reveal.getConfig().height - RESERVE;
 
@@ -212,6 +214,7 @@ _JS = rf"""
     const outputs = item.querySelector(":scope > .jp-Cell-outputWrapper");
     const input = item.querySelector(":scope > .jp-Cell-inputWrapper");
     if (outputs && input) {{  // the code here, its result on the next sub-slide
+      if (splitCode(item, input)) return true;  // a long one: its last statements go along
       const rest = item.cloneNode(false);
       rest.appendChild(outputs);
       item.after(rest);
@@ -266,12 +269,64 @@ _JS = rf"""
     }}
     return false;
   }}
+  // A listing longer than CODE_ALONE lines is cut before a top-level statement, so that no
+  // sub-slide shows a wall of code on its own: the first part stays, the rest (with the cell's
+  // result, if any) follows in a copy of the cell. False when there is no such statement.
+  function splitCode(item, input) {{
+    const pre = input.querySelector("pre");
+    const lines = pre ? pre.children.length : 0;
+    if (lines <= CODE_ALONE) return false;
+    const rank = statementStarts([...pre.children].map((l) => l.textContent));
+    const texts = [...pre.children].map((l) => l.textContent.trim());
+    // Before a top-level statement; else before a statement in a block after a blank line
+    // (a method of a class), else before any statement in a block.
+    const ok = [
+      (k) => rank[k] === 2,
+      (k) => rank[k] >= 1 && texts[k - 1] === "",
+      (k) => rank[k] >= 1,
+    ];
+    let keep = 0;
+    for (const good of ok) {{
+      for (let k = Math.min(CODE_ALONE, lines - 1); k > 2 && !keep; k--) if (good(k)) keep = k;
+    }}
+    if (!keep) return false;
+    const rest = item.cloneNode(true);
+    rest.querySelector(".jp-Cell-inputWrapper pre").replaceChildren(...splitLines(pre, keep));
+    item.querySelector(":scope > .jp-Cell-outputWrapper")?.remove();
+    rest.prepend(note("(continued)"));
+    rest.classList.add("lc-break");  // starts a sub-slide of its own (paginate)
+    item.after(rest);
+    return true;
+  }}
+  // After pagination: a sub-slide holding only a long listing (no text, no result) is split.
+  function noWallOfCode(section) {{
+    const items = [...section.children];
+    const text = section.querySelector(".jp-RenderedMarkdown, .jp-OutputArea-output");
+    const pres = section.querySelectorAll(".jp-InputArea pre .lc-line").length;
+    if (text || pres <= CODE_ALONE) return;
+    const last = items[items.length - 1];
+    const input = last.querySelector(":scope > .jp-Cell-inputWrapper");
+    if (!input || !splitCode(last, input)) {{
+      if (items.length < 2) return;
+      const next = document.createElement("section");  // two listings: one per sub-slide
+      next.appendChild(last);
+      section.after(next);
+      return;
+    }}
+    section.lastElementChild.classList.remove("lc-break");
+    const next = document.createElement("section");
+    next.appendChild(section.lastElementChild);
+    section.after(next);
+    noWallOfCode(next);
+  }}
   function paginate(section) {{
     for (let guard = 0; guard < 200; guard++) {{
       const ends = bottoms(section);
-      const cut = ends.findIndex((b) => b > usable());
+      const kids = [...section.children];
+      const cut = ends.findIndex((b, k) => b > usable() || (k > 0 && kids[k].matches(".lc-break")));
       if (cut < 0) return;
       const item = section.children[cut];
+      item.classList.remove("lc-break");
       // Room left above the item: worth filling with its first part rather than leaving blank.
       const room = cut === 0 ? usable() : usable() - ends[cut - 1];
       const worth = cut === 0 || room > ROOM_WORTH_FILLING * usable();
@@ -291,6 +346,7 @@ _JS = rf"""
     document.querySelectorAll(".reveal .slides pre").forEach(intoLines);
     shrinkWideTables();
     document.querySelectorAll(".reveal .slides > section > section").forEach(paginate);
+    document.querySelectorAll(".reveal .slides > section > section").forEach(noWallOfCode);
     reveal.classList.remove("lc-measure");
     Reveal.sync();
     Reveal.slide(0, 0, -1);

@@ -66,8 +66,9 @@ _MEASURE = r"""
 """
 
 
-def walk(page) -> list[tuple[str, list[str]]]:
+def walk(page, on_problem=None) -> list[tuple[str, list[str]]]:
     """Every step of the deck open in ``page`` as ``(label, problems)``; label like ``3.1 f2``.
+    ``on_problem(label)`` is called on a step with problems, while it is on screen.
 
     Steps with the right-arrow key only; raises ``AssertionError`` if a press does not move, or
     the walk ends without having shown every slide and sub-slide."""
@@ -79,6 +80,8 @@ def walk(page) -> list[tuple[str, list[str]]]:
         label = f"{i['h'] + 1}.{i['v'] + 1}" + (f" f{i['f']}" if i.get("f") is not None else "")
         seen.add((i["h"], i["v"]))
         steps.append((label, page.evaluate(_MEASURE, [PAD, MIN_TEXT_PX, MIN_FIGURE_SCALE])))
+        if steps[-1][1] and on_problem is not None:
+            on_problem(label)
         if page.evaluate("Reveal.isLastSlide() && !Reveal.availableFragments().next"):
             assert len(seen) == total, (
                 f"the right arrow reached {len(seen)} of the {total} slides and sub-slides"

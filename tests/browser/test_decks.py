@@ -78,11 +78,15 @@ def test_every_deck_is_in_build_slides(decks):
 def test_every_step_of_the_deck_fits_the_slide(notebook, decks, watched_page):
     deck = decks[f"{notebook.stem}.slides.html"]
     page = _open(decks, notebook, watched_page)
-    bad = []
-    for label, problems in walk(page):
-        if problems:
-            shot = watched_page.screenshot(
-                f"{notebook.stem}.overflow.{label.replace(' ', '_')}.png"
-            )
-            bad.append(f"step {label}: {'; '.join(problems)} (screenshot {shot.name})")
+    shots = {}
+
+    def screenshot(label):
+        name = f"{notebook.stem}.overflow.{label.replace(' ', '_')}.png"
+        shots[label] = watched_page.screenshot(name).name
+
+    bad = [
+        f"step {label}: {'; '.join(problems)} (screenshot {shots[label]})"
+        for label, problems in walk(page, on_problem=screenshot)
+        if problems
+    ]
     assert not bad, f"{deck.name}: {len(bad)} step(s) do not fit:\n" + "\n".join(bad)
