@@ -332,8 +332,7 @@ def plot_training_memory(scenarios, model: str = "Llama-3.1-8B", gpus=(12, 16, 2
     dashed line per GPU size."""
     methods = list(dict.fromkeys(scenarios["method"]))
     with mpl.rc_context(COURSE_STYLE):
-        # 1190 x 520 px with its legend: on a slide at 1280 x 720 no smaller than in the notebook
-        fig, axes = plt.subplots(1, len(methods), figsize=(12.0, 4.6), sharey=True)
+        fig, axes = plt.subplots(1, len(methods), figsize=(13, 5.5), sharey=True)
     gib = 2**30 / 1e9
     top = scenarios["peak_gb"].max() / gib
     for ax, method in zip(axes, methods, strict=True):

@@ -66,7 +66,7 @@ _MEASURE = r"""
 """
 
 
-def walk(page, on_problem=None) -> list[tuple[str, list[str]]]:
+def walk(page, on_problem=None, min_figure_scale=MIN_FIGURE_SCALE) -> list[tuple[str, list[str]]]:
     """Every step of the deck open in ``page`` as ``(label, problems)``; label like ``3.1 f2``.
     ``on_problem(label)`` is called on a step with problems, while it is on screen.
 
@@ -79,7 +79,7 @@ def walk(page, on_problem=None) -> list[tuple[str, list[str]]]:
         i = page.evaluate("Reveal.getIndices()")
         label = f"{i['h'] + 1}.{i['v'] + 1}" + (f" f{i['f']}" if i.get("f") is not None else "")
         seen.add((i["h"], i["v"]))
-        steps.append((label, page.evaluate(_MEASURE, [PAD, MIN_TEXT_PX, MIN_FIGURE_SCALE])))
+        steps.append((label, page.evaluate(_MEASURE, [PAD, MIN_TEXT_PX, min_figure_scale])))
         if steps[-1][1] and on_problem is not None:
             on_problem(label)
         if page.evaluate("Reveal.isLastSlide() && !Reveal.availableFragments().next"):
