@@ -4,8 +4,9 @@ Used by tests/browser/test_decks.py. The walk presses only the right arrow, as a
 and fails on a slide or sub-slide it never reaches. Each step (slide, sub-slide or fragment) is
 measured in the browser: content below the slide or cut on its right (beyond ``PAD`` pixels),
 content under the navigation arrows, a fragment step whose new content shows nowhere on screen,
-text smaller than ``MIN_TEXT_PX`` and a figure shown smaller than in the notebook
-(``MIN_FIGURE_SCALE``: its pixels on screen per pixel of the image).
+a listing whose wrapped rows would not be marked as continuations, text smaller than
+``MIN_TEXT_PX`` and a figure shown smaller than in the notebook (``MIN_FIGURE_SCALE``: its
+pixels on screen per pixel of the image).
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ _MEASURE = r"""
       if (r.left < c.right && r.right > c.left && r.top < c.bottom && r.bottom > c.top)
         problems.push(`under the navigation arrows (${name(el)})`);
     }
+  }
+  for (const pre of slide.querySelectorAll("pre")) {
+    if (!hidden(pre) && pre.textContent.trim() && !pre.querySelector(".lc-line"))
+      problems.push(`a listing whose wrapped rows are not marked (${name(pre)})`);
   }
   const scale = Reveal.getScale();
   const texts = document.createTreeWalker(slide, NodeFilter.SHOW_TEXT);
