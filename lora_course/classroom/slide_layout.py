@@ -34,7 +34,7 @@ __all__ = [
 CONTROLS_RESERVE = 72  # slide pixels at the bottom kept free for the arrows (at 1280 x 720)
 FIGURE_MAX_HEIGHT = 480  # slide pixels: a course figure (8 x 4.5 in at 100 dpi) at 1280 x 720 is
 # shown no smaller than in the notebook (09's wide training-memory figure: 0.85, to be redrawn)
-TABLE_MIN_FONT_PX = 14  # 16 px at 1280 x 720, 12.3 at 1024 x 768; smaller: split it instead
+TABLE_MIN_FONT_PX = 14  # 15.4 px at 1280 x 720, 12.3 at 1024 x 768; smaller: split it instead
 CODE_ALONE = 12  # lines: a longer listing is cut before a statement rather than shown alone
 CONTINUATION_INDENT = "2ch"  # a wrapped row of code starts this far right, after an arrow
 ROOM_WORTH_FILLING = 0.3  # share of a slide left blank above a long item: split it to fill it
