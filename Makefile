@@ -41,7 +41,9 @@ $(STAMP):
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode \
 	  $$($(BIN)/python etc/pip_sources.py find-links) -c constraints.txt -e '.[dev]' \
 	  || $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
-	$(BIN)/python -m ipykernel install --user --name $(KERNEL) --display-name "Python (lora-course)" >/dev/null
+	@# The kernel lives inside this checkout's .venv (--sys-prefix), where the JupyterLab of
+	@# `make lab` finds it first; a per-user kernel would be repointed by every other clone.
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (lora-course)" >/dev/null
 	@# The course works offline: no news feed or update check asking the network on every start.
 	@mkdir -p $(VENV)/share/jupyter/lab/settings
 	@cp etc/jupyterlab-overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json

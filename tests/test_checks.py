@@ -1,13 +1,14 @@
 """The check API and exercise 1: full marks for the reference, a hint per mistake, no crashes."""
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from torch import nn
 
-from lora_course import LoRALayer, count_parameters
+from lora_course import LoRALayer, checks, count_parameters
 from lora_course.checks import (
     CheckResult,
     Exercise,
@@ -219,3 +220,22 @@ def test_the_student_release_shows_no_answer_before_the_learners_cells(tmp_path,
     shown = [g for g in GIVEAWAYS[stem] if g.lower() in before]
     assert not shown, f"{stem}: {shown} visible above the learner's first cell"
     assert not any(c.get("outputs") for c in cells if c.cell_type == "code")
+
+
+def test_after_check_shows_the_reference_only_once_the_check_passes(solution):
+    from lora_course.checks import NotYet, after_check, check
+
+    checks._LAST.clear()  # a fresh kernel: no check has run
+    assert isinstance(after_check("exercise_1", solution), NotYet)
+    assert "has not run yet" in str(after_check("exercise_1", solution))
+    check("exercise_1", table=None)
+    assert "not attempted" in str(after_check("exercise_1", solution))
+    partial = check("exercise_1", table=solution.drop(columns="ratio"))
+    note = str(after_check("exercise_1", solution))
+    assert f"{partial.score:g}/5" in note and "run this cell again" in note
+    assert not re.search(r"\d{5,}", note), "the note gives a number away"
+    check("exercise_1", table=solution)
+    assert after_check("exercise_1", solution) is solution
+    assert repr(after_check("exercise_1", "a sentence")) == "a sentence"  # shown without quotes
+    with pytest.raises(ValueError, match="unknown exercise"):
+        after_check("exercise_9", solution)

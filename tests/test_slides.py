@@ -150,3 +150,24 @@ def test_every_deck_lays_itself_out_to_fit(deck):
     html = deck.read_text(encoding="utf-8")
     assert "window.lcDeckReady = true" in html  # the page script of slide_layout
     assert "center: false" in html  # top-aligned, so the band under the content stays free
+
+
+def test_decks_read_markdown_as_jupyterlab_and_show_no_plumbing():
+    from lora_course.classroom.slides import for_slides
+
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell("# Title\nissues (#1080,\n#254). Three ways\n```\n#x\n```"),
+            new_markdown_cell("### BEGIN SOLUTION\nThe answer.\n### END SOLUTION"),
+            new_code_cell("x = 1\n### BEGIN SOLUTION\ny = (1,\n 2)  # fmt: skip\n### END SOLUTION"),
+        ]
+    )
+    shown = for_slides(nb)
+    assert shown.cells[0].source == "# Title\nissues (#1080,\n\\#254). Three ways\n```\n#x\n```"
+    assert shown.cells[1].source == "The answer."
+    assert shown.cells[2].source == "x = 1\ny = (1,\n 2)"
+    assert nb.cells[1].source.startswith("### BEGIN"), "the notebook itself is not changed"
+
+
+def test_decks_navigate_in_one_line(deck):
+    assert 'navigationMode: "linear"' in deck.read_text(encoding="utf-8")

@@ -29,6 +29,7 @@ from typing import Any
 from lora_course.checks.core import NOT_ATTEMPTED, CheckItem, CheckResult, Exercise, Feedback
 
 __all__ = [
+    "after_check",
     "check",
     "run_checks",
     "exercise_ids",
@@ -39,6 +40,7 @@ __all__ = [
     "Exercise",
     "Feedback",
     "NOT_ATTEMPTED",
+    "NotYet",
 ]
 
 
@@ -73,9 +75,59 @@ def run_checks(exercise_id: str, answers: Mapping[str, Any]) -> CheckResult:
     return get_exercise(exercise_id).run(answers)
 
 
+# The last result of ``check`` per exercise in this process (a learner's kernel): what
+# ``after_check`` asks before it shows a reference answer.
+_LAST: dict[str, CheckResult] = {}
+
+
 def check(exercise_id: str, **answers: Any) -> CheckResult:
     """Check a learner's answers, e.g. ``check("exercise_1", table=table)``.
 
     Returns a :class:`CheckResult`, which Jupyter shows as a report with a score and hints.
     """
-    return run_checks(exercise_id, answers)
+    result = run_checks(exercise_id, answers)
+    _LAST[exercise_id] = result
+    return result
+
+
+class NotYet:
+    """What ``after_check`` shows in place of a reference answer: what to do first."""
+
+    def __init__(self, exercise_id: str, last: CheckResult | None):
+        self.exercise_id, self.last = exercise_id, last
+
+    def __str__(self) -> str:
+        if self.last is None:
+            status = "it has not run yet"
+        elif not self.last.attempted:
+            status = "it says: not attempted"
+        else:
+            status = f"it says: {self.last.score:g}/{self.last.max_score:g}"
+        return (
+            f"The reference answer shows here once check({self.exercise_id!r}, ...) above passes "
+            f"({status}). Work through the exercise, run the check until every item passes, "
+            "then run this cell again."
+        )
+
+    __repr__ = __str__
+
+
+class _Text(str):
+    """A string Jupyter shows as its text (no quotes)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def after_check(exercise_id: str, shown: Any) -> Any:
+    """``shown`` (a reference table, a sentence) once this kernel's last ``check(exercise_id,
+    ...)`` passed every automatically checked item; until then a :class:`NotYet` note saying
+    what to do first. Learners press Run All before they work: the answers stay hidden.
+
+    A string comes back as text that Jupyter shows without quotes.
+    """
+    get_exercise(exercise_id)  # an unknown id is the notebook author's mistake
+    last = _LAST.get(exercise_id)
+    if last is None or not last.passed:
+        return NotYet(exercise_id, last)
+    return _Text(shown) if isinstance(shown, str) else shown

@@ -63,7 +63,15 @@ from lora_course.classroom.submissions import (
     read_notebook,
 )
 
-__all__ = ["STATUSES", "NotebookRun", "Submission", "run_notebook", "grade_submission", "grade"]
+__all__ = [
+    "STATUSES",
+    "NotebookRun",
+    "Submission",
+    "run_notebook",
+    "grade_submission",
+    "grade",
+    "shown_text",
+]
 
 STATUSES = ("ok", "timeout", "kernel died", "not a notebook", "error", "refused", "too large",
             "memory limit", "process limit", "disk limit", "output limit")  # fmt: skip
@@ -93,6 +101,9 @@ class NotebookRun:
     notes: list[str] = field(default_factory=list)
     results: dict[str, CheckResult] = field(default_factory=dict)
     output_dropped: bool = field(default=False, repr=False, compare=False)
+    # The text the run's cells showed (streams, plain text, HTML; no images), for a person or a
+    # test looking into a run; not written to the results record, which keeps scores only.
+    shown: str = field(default="", repr=False)
 
 
 @dataclass
@@ -115,6 +126,18 @@ class Submission:
                 if ex not in merged or res.score > merged[ex].score:
                     merged[ex] = res
         return merged
+
+
+def shown_text(cells) -> str:
+    """What ``cells`` show as text: their streams, plain-text and HTML outputs, one per line."""
+    parts = []
+    for cell in cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            texts = (out.get("text", ""), data.get("text/plain", ""), data.get("text/html", ""))
+            for text in texts:
+                parts.append(text if isinstance(text, str) else "".join(text))
+    return "\n".join(p for p in parts if p)
 
 
 def _capped_client(budget: int, run: NotebookRun):
@@ -186,6 +209,7 @@ async def _execute_in(
     ):
         for index, cell in enumerate(nb.cells):
             await client.async_execute_cell(cell, index)
+        run.shown = shown_text(nb.cells)
         source = export_source(expressions, answers_file)
         nb.cells.append(nbformat.v4.new_code_cell(source))  # nb is the grader's copy
         await client.async_execute_cell(nb.cells[-1], len(nb.cells) - 1, store_history=False)

@@ -115,6 +115,7 @@ def record_path(gradebook: str | Path) -> Path:
 
 def _run_dict(run: NotebookRun) -> dict:
     data = asdict(run)
+    del data["shown"]  # learners' outputs stay out of the record
     data["results"] = {ex: r.to_dict() for ex, r in run.results.items()}
     return data
 

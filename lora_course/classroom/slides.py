@@ -14,6 +14,7 @@ template starts reveal.js with plain ``<script>`` tags instead of require.js.
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 from importlib import metadata
@@ -29,6 +30,7 @@ __all__ = [
     "build_all",
     "build_deck",
     "copy_assets",
+    "for_slides",
     "remote_references",
 ]
 
@@ -67,6 +69,10 @@ Reveal.initialize({
   controls: true,
   progress: true,
   slideNumber: "c/t",
+  // One line: the right arrow, Space, PageDown and a clicker all step through every slide,
+  // sub-slide and fragment in order (the layout moves what does not fit to sub-slides, which
+  // the right arrow would otherwise skip); the up/down arrow buttons are not drawn.
+  navigationMode: "linear",
   center: false,  // top-aligned: the layout script keeps the bottom band free for the arrows
   transition: "{{ resources.reveal.transition }}",
   width: {{ resources.reveal.width }},
@@ -175,6 +181,47 @@ def remote_references(html: str) -> list[str]:
     return _REMOTE_TAG.findall(html) + _REMOTE_CSS.findall(html)
 
 
+# A line starting with "#" and no space is text in JupyterLab (CommonMark), a heading in the
+# exporter's markdown parser: "#254) Three ways" would become a title.
+_HASH_TEXT = re.compile(r"^( {0,3})(#+)(?=[^#\s])", re.MULTILINE)
+_FENCE = re.compile(r"^ {0,3}(```|~~~)")
+# Formatter directives are for the project's tooling, not for an audience.
+_FORMATTER_COMMENT = re.compile(r"[ \t]*# fmt: (?:skip|off|on)[ \t]*$", re.MULTILINE)
+
+
+def _markdown_as_jupyterlab(source: str) -> str:
+    """Escape the ``#`` of lines that JupyterLab shows as text (outside fenced code)."""
+    lines, fenced = source.split("\n"), False
+    for i, line in enumerate(lines):
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced:
+            lines[i] = _HASH_TEXT.sub(lambda m: m.group(1) + "\\" + m.group(2), line)
+    return "\n".join(lines)
+
+
+def _without_markers(source: str) -> str:
+    """The source minus the solution marker lines (an instructor deck shows the solution plain)."""
+    from lora_course.classroom.release import BEGIN, END
+
+    lines = source.split("\n")
+    return "\n".join(line for line in lines if line.strip() not in (BEGIN, END))
+
+
+def for_slides(nb):
+    """A copy of ``nb`` as a deck shows it: markdown read as JupyterLab reads it, no solution
+    markers (``### BEGIN SOLUTION`` would be a heading) and no ``# fmt: skip`` comments."""
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        source = _without_markers(cell.source)
+        if cell.cell_type == "markdown":
+            source = _markdown_as_jupyterlab(source)
+        elif cell.cell_type == "code":
+            source = _FORMATTER_COMMENT.sub("", source)
+        cell.source = source
+    return nb
+
+
 def build_deck(notebook: str | Path, out_dir: str | Path, solutions: bool = False) -> Path:
     """Write ``out_dir/<notebook stem>.slides.html`` and the shared assets; return the deck's path.
 
@@ -201,6 +248,7 @@ def build_deck(notebook: str | Path, out_dir: str | Path, solutions: bool = Fals
         name += ".solutions"
     elif is_exercise:
         nb = student
+    nb = for_slides(nb)
     out_dir.mkdir(parents=True, exist_ok=True)
     copy_assets(out_dir)
     resources = {

@@ -1,17 +1,23 @@
-"""Walk a reveal.js deck step by step and report what does not fit on the slide.
+"""Walk a reveal.js deck with the right-arrow key and report what does not fit or cannot be read.
 
-Used by tests/browser/test_decks.py. Each step (slide, sub-slide or fragment) is measured in the
-browser: content below the slide or cut on its right (beyond ``PAD`` pixels), content under the
-navigation arrows, and a fragment step whose new content shows nowhere on screen.
+Used by tests/browser/test_decks.py. The walk presses only the right arrow, as a presenter does,
+and fails on a slide or sub-slide it never reaches. Each step (slide, sub-slide or fragment) is
+measured in the browser: content below the slide or cut on its right (beyond ``PAD`` pixels),
+content under the navigation arrows, a fragment step whose new content shows nowhere on screen,
+a listing whose wrapped rows would not be marked as continuations, text smaller than
+``MIN_TEXT_PX`` and a figure shown smaller than in the notebook (``MIN_FIGURE_SCALE``: its
+pixels on screen per pixel of the image).
 """
 
 from __future__ import annotations
 
-PAD = 4  # pixels of slack: sub-pixel rounding and borders
+PAD = 2  # pixels of slack: sub-pixel rounding and borders (a viewer sees more than this)
+MIN_TEXT_PX = 13.5  # screen pixels: about 14 px, the smallest text readable projected
+MIN_FIGURE_SCALE = 1.0  # a figure no smaller on the slide than in the notebook
 
 # Leaf-ish elements a reader reads; a cell's own box spans the full width and says little.
 _MEASURE = r"""
-(pad) => {
+([pad, minText, minScale]) => {
   const box = document.querySelector(".reveal .slides").getBoundingClientRect();
   const slide = Reveal.getCurrentSlide();
   const hidden = (el) => el.closest(".fragment:not(.visible)") !== null;
@@ -36,6 +42,25 @@ _MEASURE = r"""
         problems.push(`under the navigation arrows (${name(el)})`);
     }
   }
+  for (const pre of slide.querySelectorAll("pre")) {
+    if (!hidden(pre) && pre.textContent.trim() && !pre.querySelector(".lc-line"))
+      problems.push(`a listing whose wrapped rows are not marked (${name(pre)})`);
+  }
+  const scale = Reveal.getScale();
+  const texts = document.createTreeWalker(slide, NodeFilter.SHOW_TEXT);
+  for (let n = texts.nextNode(); n; n = texts.nextNode()) {
+    const el = n.parentElement;
+    if (!n.textContent.trim() || hidden(el) || el.closest(".MJX_Assistive_MathML")) continue;
+    if (el.getBoundingClientRect().width === 0) continue;
+    const px = parseFloat(getComputedStyle(el).fontSize) * scale;
+    if (px < minText) problems.push(`text at ${px.toFixed(1)} px (${name(el)})`);
+  }
+  for (const img of slide.querySelectorAll("img")) {
+    const r = img.getBoundingClientRect();
+    if (hidden(img) || !r.width || !img.naturalWidth) continue;
+    const shown = r.width / img.naturalWidth;
+    if (shown < minScale) problems.push(`figure at ${shown.toFixed(2)} of its notebook size`);
+  }
   const current = slide.querySelector(".fragment.current-fragment");
   if (current) {
     const r = current.getBoundingClientRect();
@@ -46,15 +71,27 @@ _MEASURE = r"""
 """
 
 
-def walk(page) -> list[tuple[str, list[str]]]:
-    """Every step of the deck open in ``page`` as ``(label, problems)``; label like ``3.1 f2``."""
+def walk(page, on_problem=None, min_figure_scale=MIN_FIGURE_SCALE) -> list[tuple[str, list[str]]]:
+    """Every step of the deck open in ``page`` as ``(label, problems)``; label like ``3.1 f2``.
+    ``on_problem(label)`` is called on a step with problems, while it is on screen.
+
+    Steps with the right-arrow key only; raises ``AssertionError`` if a press does not move, or
+    the walk ends without having shown every slide and sub-slide."""
     page.evaluate("Reveal.slide(0, 0, -1)")
-    steps = []
+    steps, seen = [], set()
+    total = page.evaluate("Reveal.getTotalSlides()")
     for _ in range(2000):  # a guard; a deck has a few hundred steps at most
         i = page.evaluate("Reveal.getIndices()")
         label = f"{i['h'] + 1}.{i['v'] + 1}" + (f" f{i['f']}" if i.get("f") is not None else "")
-        steps.append((label, page.evaluate(_MEASURE, PAD)))
+        seen.add((i["h"], i["v"]))
+        steps.append((label, page.evaluate(_MEASURE, [PAD, MIN_TEXT_PX, min_figure_scale])))
+        if steps[-1][1] and on_problem is not None:
+            on_problem(label)
         if page.evaluate("Reveal.isLastSlide() && !Reveal.availableFragments().next"):
+            assert len(seen) == total, (
+                f"the right arrow reached {len(seen)} of the {total} slides and sub-slides"
+            )
             return steps
-        page.evaluate("Reveal.next()")
+        page.keyboard.press("ArrowRight")
+        assert page.evaluate("Reveal.getIndices()") != i, f"the right arrow does not leave {label}"
     raise AssertionError("the deck never reached its last step")

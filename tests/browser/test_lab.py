@@ -49,7 +49,8 @@ def _workdir(tmp_path):
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     nbformat.write(nb, notebooks / NOTEBOOK)
-    # `make setup` registers "Python (lora-course)" per user; this one cannot point elsewhere.
+    # `make setup` installs "Python (lora-course)" into the checkout's .venv; this copy of it
+    # points at the Python running the tests, whichever environment that is.
     spec = tmp_path / "jupyter" / "kernels" / KERNEL
     spec.mkdir(parents=True)
     argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
