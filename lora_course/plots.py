@@ -373,12 +373,25 @@ def plot_training_memory(scenarios, model: str = "Llama-3.1-8B", gpus=(12, 16, 2
                       "qlora": "QLoRA (nf4 + DQ)"}.get(method, method), fontsize=12)  # fmt: skip
         ax.grid(axis="x", visible=False)
     axes[0].set_ylabel("peak memory (GB)")
-    capacities = [gpu_bytes(size) / 1e9 for size in gpus]
-    axes[0].set_yticks(
-        capacities, [f"{c:.1f}\n({s} GB card)" for c, s in zip(capacities, gpus, strict=True)]
-    )
-    axes[0].tick_params(axis="y", labelsize=8)
     axes[0].set_ylim(0, top * 1.1)
+    groups: list[list[int]] = []  # sizes whose lines lie too close to label apart share a label
+    for size in sorted(gpus):
+        if groups and (gpu_bytes(size) - gpu_bytes(groups[-1][0])) / 1e9 < 0.06 * top * 1.1:
+            groups[-1].append(size)
+        else:
+            groups.append([size])
+    for group in groups:  # the dashed lines named at the right edge: cards as sold (GB held)
+        held = "/".join(f"{gpu_bytes(size) / 1e9:.1f}" for size in group)
+        axes[-1].annotate(
+            f"{'/'.join(map(str, group))} GB cards ({held})",
+            (1, sum(gpu_bytes(size) for size in group) / len(group) / 1e9),
+            xycoords=("axes fraction", "data"),
+            xytext=(4, 0),
+            textcoords="offset points",
+            fontsize=8,
+            color="grey",
+            va="center",
+        )
     fig.suptitle(
         f"{model}: training memory by part, GB; on a bar: the smallest GPU (as sold) it fits, "
         "* borderline"
