@@ -42,6 +42,7 @@ __all__ = [
     "safetensors_header_bytes",
     "adapter_size_table",
     "text_loss",
+    "forgetting_runs",
 ]
 
 PEFT_PREFIX = "base_model.model."  # PeftModel -> LoraModel -> the base model
@@ -178,12 +179,30 @@ class _Linear16(nn.Linear):
         return super().forward(x.to(self.weight.dtype)).to(x.dtype)
 
 
+def _to_linear16(weight: torch.Tensor, bias, dtype: torch.dtype) -> _Linear16:
+    """A frozen ``_Linear16`` in ``dtype`` holding ``weight`` (out, in) and ``bias``."""
+    out_features, in_features = weight.shape
+    new = _Linear16(in_features, out_features, bias=bias is not None, dtype=dtype,
+                    device=weight.device)  # fmt: skip
+    new.weight.copy_(weight)
+    if bias is not None:
+        new.bias.copy_(bias)
+    return new.requires_grad_(False)
+
+
 @torch.no_grad()
-def merge_4bit(model: nn.Module, how: str, original: nn.Module | None = None) -> nn.Module:
+def merge_4bit(
+    model: nn.Module,
+    how: str,
+    original: nn.Module | None = None,
+    dtype: torch.dtype | None = None,
+) -> nn.Module:
     """Merge the LoRALayers of a QLoRA model (frozen ``Linear4bit`` inside) and unload them.
 
     how: ``"original"``: W0 + s B A with W0 the full-precision weight of the same layer in
-    ``original`` (the unquantized base model), kept in W0's dtype; ``"dequantize"``:
+    ``original`` (the unquantized base model), kept in W0's dtype, or in ``dtype`` when given
+    (``torch.bfloat16``: the same storage as ``"dequantize"``, to compare like with like);
+    ``"dequantize"``:
     dequant(NF4) + s B A kept in bf16; ``"requantize"``: that sum quantized to NF4 again with
     the base's own settings (blocksize, double quantization). In place; returns ``model``
     (with ``"original"``, the layers of ``original`` are merged and moved into ``model``).
@@ -202,17 +221,13 @@ def merge_4bit(model: nn.Module, how: str, original: nn.Module | None = None) ->
         if how == "original":
             plain = original.get_submodule(name)
             plain.weight += delta.to(plain.weight.dtype)
+            if dtype is not None and dtype != plain.weight.dtype:
+                plain = _to_linear16(plain.weight.float(), plain.bias, dtype)
             _replace(model, name, plain)
             continue
         merged = bnbf.dequantize_4bit(base.weight.data, state).float() + delta
         if how == "dequantize":
-            new = _Linear16(layer.in_features, layer.out_features, bias=base.bias is not None,
-                            dtype=torch.bfloat16, device=merged.device)  # fmt: skip
-            new.weight.copy_(merged)
-            if base.bias is not None:
-                new.bias.copy_(base.bias)
-            new.requires_grad_(False)
-            _replace(model, name, new)
+            _replace(model, name, _to_linear16(merged, base.bias, torch.bfloat16))
             continue
         packed, new_state = bnbf.quantize_4bit(
             merged.to(state.dtype),
@@ -303,3 +318,48 @@ def text_loss(model: nn.Module, tokenizer, texts: list[str], batch_size: int = 1
         total, count = total + loss.item() * n, count + n
     model.train(was_training)
     return total / count
+
+
+def forgetting_runs(runs: list[dict], steps: int = 60, jobs: int | None = None):
+    """Train the tiny model on the sentiment task once per run and measure what it learned and
+    what it forgot: one row per run with ``method``, ``lr``, ``seed``, ``held-out accuracy``
+    (the task's test reviews) and ``text loss`` (``text_loss`` on the held-out pretraining
+    documents, ``data.load_held_out_corpus``; the base's own is the reference).
+
+    ``runs``: dicts with ``method`` (``"lora"``: r=8, alpha=16 on every linear layer but
+    ``lm_head``, adapter on; ``"full"``: every parameter), ``lr`` and ``seed`` (the adapters'
+    initialisation and the batch order). Runs go side by side (``parallel.run_all``).
+    """
+    import pandas as pd
+
+    from lora_course.data import load_held_out_corpus, load_task
+    from lora_course.machinery.parallel import run_all
+    from lora_course.models import load_model
+    from lora_course.train import evaluate, finetune
+
+    for run in runs:
+        if run.get("method") not in ("lora", "full"):
+            raise ValueError(f"each run's method must be 'lora' or 'full', got {run!r}")
+    train, test, held_out = load_task("train"), load_task("test"), load_held_out_corpus()
+    base, tokenizer = load_model()
+
+    def one(index: int) -> dict:
+        import copy
+
+        run = runs[index]
+        torch.manual_seed(run["seed"])
+        model = copy.deepcopy(base)
+        if run["method"] == "lora":
+            add_lora(model, "all-linear", rank=8, alpha=16)
+        else:
+            model.requires_grad_(True)
+        finetune(
+            model, tokenizer, train, steps=steps, lr=run["lr"], seed=run["seed"], progress=False
+        )
+        return {
+            **run,
+            "held-out accuracy": evaluate(model, tokenizer, test),
+            "text loss": text_loss(model, tokenizer, held_out),
+        }
+
+    return pd.DataFrame(run_all(one, len(runs), jobs=jobs))

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lora_course.params import lora_parameter_count, meta_model
+from lora_course.params import meta_model
 
 __all__ = [
     "SCHEMES",
@@ -216,60 +216,36 @@ def real_memory_table(names=None, keep_dtype: torch.dtype = torch.bfloat16) -> p
     return pd.DataFrame(rows)
 
 
-def qlora_training_estimate(
-    config,
-    rank: int = 8,
-    target_modules=LORA_TARGETS,
-    batch_size: int = 1,
-    seq_len: int = 512,
-    gradient_checkpointing: bool = True,
-    compute_bytes: int = 2,
-    adapter_bytes: int = 4,
-    optimizer_bytes_per_param: int = 8,
-    logits_bytes_per_value: int = 10,
-    overhead_bytes: int = 0,
-) -> pd.DataFrame:
-    """Peak training memory of QLoRA (nf4 + double quant, prepared model), component by component.
+def qlora_training_estimate(config, **settings) -> pd.DataFrame:
+    """QLoRA's peak training memory (nf4 + double quant, prepared model, AdamW), in the layout
+    notebook 02 shows: a thin call of ``training_memory.training_memory(config, "qlora",
+    **settings)``, the course's one estimate, so the same setting gives the same number
+    everywhere (``settings``: its arguments, e.g. ``rank``, ``batch_size``, ``seq_len``).
 
-    Assumptions, each a parameter: activations are ``compute_bytes`` wide (bf16); LoRA weights
-    and their gradients are ``adapter_bytes`` (PEFT keeps adapters in fp32); AdamW keeps two
-    fp32 states per trainable parameter (``optimizer_bytes_per_param``); the loss keeps bf16
-    logits, their fp32 copy and fp32 log-softmax (``logits_bytes_per_value`` per vocab entry
-    per token); attention uses a fused kernel that stores no seq x seq matrix; dropout is off.
-    Per decoder layer and token the backward pass keeps 7h + 3 kv + 4i values (h hidden,
-    kv = k/v width, i intermediate: norm inputs/outputs, q/k/v and rotated q/k, attention
-    output, gate/up outputs, activation and product); with gradient checkpointing only each
-    layer's input (h values) is kept, plus one layer recomputed at a time. ``overhead_bytes``
-    stands for the CUDA context and allocator slack, which tensors do not show.
+    Columns: ``component`` (base weights with their quantization state, LoRA parameters, LoRA
+    gradients, AdamW states, activations, logits and loss, dequantized weight, overhead),
+    ``bytes``, ``gb``, ``assumption`` (the estimate's note).
     """
-    model = meta_model(config)
-    cfg = model.config
-    h, i, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
-    kv = cfg.num_key_value_heads * getattr(cfg, "head_dim", h // cfg.num_attention_heads)
-    weights = weight_footprint(config, "nf4+dq", prepared=True)
-    shapes = {n.rsplit(".", 1)[-1]: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
-    missing = [t for t in target_modules if t not in shapes]
-    if missing:
-        raise ValueError(f"target_modules {missing} are not linear layers of this model")
-    lora = layers * sum(
-        lora_parameter_count(shapes[t].in_features, shapes[t].out_features, rank)
-        for t in target_modules
+    from lora_course.training_memory import training_memory
+
+    table = training_memory(config, "qlora", **settings).set_index("part")
+    names = {
+        "base weights": "base weights (nf4+dq, prepared)",
+        "trainable parameters": "LoRA parameters",
+        "gradients": "LoRA gradients",
+        "optimizer state": "AdamW states",
+        "runtime overhead": "overhead",
+    }
+    weights = table.loc["base weights", "bytes"] + table.loc["quantization state", "bytes"]
+    table.loc["base weights", "bytes"] = weights
+    table.loc["base weights", "note"] = "footprint + quant state"
+    table = table.drop(index="quantization state").reset_index()
+    out = pd.DataFrame(
+        {
+            "component": table["part"].replace(names),
+            "bytes": table["bytes"],
+            "gb": table["bytes"] / GB,
+            "assumption": table["note"],
+        }
     )
-    tokens = batch_size * seq_len
-    per_layer = (7 * h + 3 * kv + 4 * i) * compute_bytes * tokens
-    if gradient_checkpointing:
-        activations = layers * h * compute_bytes * tokens + per_layer
-    else:
-        activations = layers * per_layer
-    parts = [
-        ("base weights (nf4+dq, prepared)", weights.total_bytes, "footprint + quant state"),
-        ("LoRA parameters", lora * adapter_bytes, f"{lora:,} parameters at r={rank}"),
-        ("LoRA gradients", lora * adapter_bytes, "one per LoRA parameter"),
-        ("AdamW states", lora * optimizer_bytes_per_param, "exp_avg + exp_avg_sq"),
-        ("activations", activations, f"batch {batch_size} x {seq_len} tokens"),
-        ("logits and loss", tokens * cfg.vocab_size * logits_bytes_per_value, "vocab x tokens"),
-        ("overhead", overhead_bytes, "CUDA context, allocator slack"),
-    ]
-    table = pd.DataFrame(parts, columns=["component", "bytes", "assumption"])
-    table["gb"] = table["bytes"] / GB
-    return table[["component", "bytes", "gb", "assumption"]]
+    return out

@@ -329,11 +329,14 @@ def plot_rank_sweep(
 
 def plot_merge_ways(table):
     """Two panels for ``adapters.merge_4bit``'s ways (rows of ``table``, indexed by way): the
-    largest logit change against the unmerged QLoRA model, and the bytes of the weights (MB)."""
+    largest logit change against the unmerged QLoRA model, and the bytes of the weights (MB).
+    A ``linear layers`` column (the merged layers' dtype) is written under each bar."""
     with mpl.rc_context(COURSE_STYLE):
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     names = [str(way).split(" ", 1)[0] if str(way).startswith("(") else "unmerged"
              for way in table.index]  # fmt: skip
+    if "linear layers" in table:
+        names = [f"{n}\n{dtype}" for n, dtype in zip(names, table["linear layers"], strict=True)]
     colors = [f"C{i}" for i in range(len(names))]
     left.bar(names, table["max |Δ logit|"], color=colors)
     left.set_title("Distance from the unmerged model")
@@ -363,48 +366,82 @@ def plot_text_loss(losses: dict[str, float], title: str = "Loss on held-out pret
 
 
 _MEMORY_PARTS = {  # legend label: columns of lora_course.training_memory.scenario_table
-    "weights (+ quant state)": ("base weights", "quantization state"),
+    "weights (+ quant state, copies)": (
+        "base weights",
+        "quantization state",
+        "weight copies for compute",
+        "dequantized weight",
+    ),
     "trainable + gradients + optimizer": ("trainable parameters", "gradients", "optimizer state"),
     "activations": ("activations",),
     "logits and loss": ("logits and loss",),
-    "other (dequantized weight, overhead)": ("dequantized weight", "runtime overhead"),
+    "runtime overhead": ("runtime overhead",),
 }
 
 
 def plot_training_memory(scenarios, model: str = "Llama-3.1-8B", gpus=(12, 16, 24, 40, 80)):
-    """Stacked parts of the peak (GiB, as GPUs are sized) for each row of
+    """Stacked parts of the peak (decimal GB) for each row of
     ``lora_course.training_memory.scenario_table``: one panel per method, one bar per batch x
-    tokens with checkpointing off/on, the smallest GPU that holds it above each bar, and a
-    dashed line per GPU size."""
+    tokens with checkpointing off/on, the smallest GPU that holds it above each bar ("*" when
+    borderline), and a dashed line per GPU at what it holds (a card sold as "24 GB" holds
+    24 GiB = 25.8 GB). A part that is zero in every bar gets no legend entry."""
+    from lora_course.training_memory import gpu_bytes
+
     methods = list(dict.fromkeys(scenarios["method"]))
     with mpl.rc_context(COURSE_STYLE):
         fig, axes = plt.subplots(1, len(methods), figsize=(13, 5.5), sharey=True)
-    gib = 2**30 / 1e9
-    top = scenarios["peak_gb"].max() / gib
+    top = scenarios["peak_gb"].max()
+    shown = {
+        label: [c for c in columns if c in scenarios]
+        for label, columns in _MEMORY_PARTS.items()
+        if any(c in scenarios and (scenarios[c] > 0).any() for c in columns)
+    }
     for ax, method in zip(axes, methods, strict=True):
         part = scenarios[scenarios["method"] == method].reset_index(drop=True)
         pos = torch.arange(len(part)).float().tolist()
         bottom = [0.0] * len(part)
-        for i, (label, columns) in enumerate(_MEMORY_PARTS.items()):
-            cols = [c for c in columns if c in part]
-            values = (part[cols].sum(axis=1) / gib).tolist() if cols else [0.0] * len(part)
+        for i, (label, cols) in enumerate(shown.items()):
+            values = part[cols].sum(axis=1).tolist()
             ax.bar(pos, values, bottom=bottom, color=f"C{i}", label=label, width=0.75)
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-        for x, height, gpu in zip(pos, bottom, part["smallest_gpu"], strict=True):
-            text = f"{gpu}" if str(gpu).isdigit() else "none"
+        fits = part["fit"] if "fit" in part else ["fits"] * len(part)
+        for x, height, gpu, fit in zip(pos, bottom, part["smallest_gpu"], fits, strict=True):
+            text = (
+                (f"{gpu}" + ("*" if fit == "borderline" else "")) if str(gpu).isdigit() else "none"
+            )
             ax.text(x, height + top * 0.01, text, ha="center", va="bottom", fontsize=9)
         for size in gpus:
-            ax.axhline(size, color="grey", linestyle="--", linewidth=0.8)
+            ax.axhline(gpu_bytes(size) / 1e9, color="grey", linestyle="--", linewidth=0.8)
         rows = part[["batch_size", "seq_len", "checkpointing"]].itertuples(index=False)
         labels = [f"{b}x{s}\n{'ckpt' if gc else 'no ckpt'}" for b, s, gc in rows]
         ax.set_xticks(pos, labels, fontsize=8)
-        ax.set_title({"full": "full fine-tuning (bf16, AdamW)", "lora": "LoRA (bf16 base)",
+        ax.set_title({"full": "full fine-tuning (mixed, AdamW)", "lora": "LoRA (bf16 base)",
                       "qlora": "QLoRA (nf4 + DQ)"}.get(method, method), fontsize=12)  # fmt: skip
         ax.grid(axis="x", visible=False)
-    axes[0].set_ylabel("peak memory (GiB)")
-    axes[0].set_yticks(list(gpus) + list(range(120, int(top) + 1, 40)))
+    axes[0].set_ylabel("peak memory (GB)")
     axes[0].set_ylim(0, top * 1.1)
-    fig.suptitle(f"{model}: training memory by part; number on a bar = smallest GPU (GB) it fits")
+    groups: list[list[int]] = []  # sizes whose lines lie too close to label apart share a label
+    for size in sorted(gpus):
+        if groups and (gpu_bytes(size) - gpu_bytes(groups[-1][0])) / 1e9 < 0.06 * top * 1.1:
+            groups[-1].append(size)
+        else:
+            groups.append([size])
+    for group in groups:  # the dashed lines named at the right edge: cards as sold (GB held)
+        held = "/".join(f"{gpu_bytes(size) / 1e9:.1f}" for size in group)
+        axes[-1].annotate(
+            f"{'/'.join(map(str, group))} GB cards ({held})",
+            (1, sum(gpu_bytes(size) for size in group) / len(group) / 1e9),
+            xycoords=("axes fraction", "data"),
+            xytext=(4, 0),
+            textcoords="offset points",
+            fontsize=8,
+            color="grey",
+            va="center",
+        )
+    fig.suptitle(
+        f"{model}: training memory by part, GB; on a bar: the smallest GPU (as sold) it fits, "
+        "* borderline"
+    )
     fig.supxlabel("batch x tokens, gradient checkpointing", fontsize=12)
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=3, fontsize=10, bbox_to_anchor=(0.5, -0.13))

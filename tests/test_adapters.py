@@ -206,6 +206,11 @@ def test_merge_4bit_three_ways(qlora_folder, probe):
     assert diff["dequantize"] < diff["original"] / 2 and diff["dequantize"] < diff["requantize"] / 2
     assert size["requantize"] < size["dequantize"] < size["original"]
     assert size["original"] == adapters.state_bytes(load_model()[0])
+    # (a) kept in bf16: the same storage as (b), so sizes compare like with like
+    model = adapters.load_adapter(load_model(quantization="nf4")[0], qlora_folder)
+    same = adapters.merge_4bit(model, "original", original=load_model()[0], dtype=torch.bfloat16)
+    assert adapters.state_bytes(same) == size["dequantize"]
+    assert (_logits(same, probe) - reference).abs().max().item() > 2 * diff["dequantize"]
 
 
 def test_requantize_is_what_peft_merge_and_unload_does_on_4bit(qlora_folder, probe):

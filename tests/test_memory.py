@@ -202,7 +202,7 @@ def test_training_estimate():
 def test_errors_name_the_problem():
     with pytest.raises(ValueError, match=r"choose one of \['fp32'"):
         memory.weight_footprint("Llama-2-7B", "int4")
-    with pytest.raises(ValueError, match="not linear layers"):
+    with pytest.raises(ValueError, match="not decoder linear layers"):
         memory.qlora_training_estimate("Llama-2-7B", target_modules=("query",))
 
 

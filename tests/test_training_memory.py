@@ -140,11 +140,17 @@ def test_parts_of_llama_3_1_8b():
     qlora = tm.training_memory("Llama-3.1-8B", "qlora").set_index("part")["bytes"]
     fp = weight_footprint("Llama-3.1-8B", "nf4+dq", prepared=True)
     assert qlora["base weights"] + qlora["quantization state"] == fp.total_bytes
-    full = tm.training_memory("Llama-3.1-8B", "full").set_index("part")["bytes"]
-    assert full["base weights"] == weight_footprint("Llama-3.1-8B", "bf16").footprint_bytes
-    assert full["gradients"] == 2 * 8_030_261_248
-    n_tensors = len(list(tm.shapes_model("Llama-3.1-8B").parameters()))
-    assert full["optimizer state"] == 2 * 2 * 8_030_261_248 + 4 * n_tensors
+    n, n_tensors = 8_030_261_248, len(list(tm.shapes_model("Llama-3.1-8B").parameters()))
+    full = tm.training_memory("Llama-3.1-8B", "full").set_index("part")["bytes"]  # mixed
+    assert full["base weights"] == weight_footprint("Llama-3.1-8B", "fp32").footprint_bytes
+    assert full["weight copies for compute"] == 2 * n
+    assert full["gradients"] == 4 * n
+    assert full["optimizer state"] == 2 * 4 * n + 4 * n_tensors
+    pure = tm.training_memory("Llama-3.1-8B", "full", precision="bf16").set_index("part")["bytes"]
+    assert pure["base weights"] == weight_footprint("Llama-3.1-8B", "bf16").footprint_bytes
+    assert pure["gradients"] == 2 * n
+    assert pure["optimizer state"] == 2 * 2 * n + 4 * n_tensors
+    assert "weight copies for compute" not in pure
 
 
 def test_checkpointing_keeps_one_input_per_layer_and_logits_grow_with_vocab():
@@ -189,7 +195,9 @@ def test_scenario_table_has_every_setting_and_the_plot_draws_it():
     assert (table["peak_gb"] > 0).all()
     fig = plot_training_memory(table)
     assert len(fig.axes) == 3
-    assert len(fig.axes[0].patches) == 8 * 5  # 8 bars x 5 stacked parts
+    assert len(fig.axes[0].patches) == 8 * 4  # 8 bars x 4 parts (no runtime overhead given)
+    assert "GB" in fig.axes[0].get_ylabel() and "GiB" not in fig.axes[0].get_ylabel()
+    assert "runtime overhead" not in [t.get_text() for t in fig.legends[0].get_texts()]
 
 
 def test_published_table_is_built_from_the_rows():
@@ -198,6 +206,7 @@ def test_published_table_is_built_from_the_rows():
         "source",
         "model",
         "settings",
+        "priced with",
         "published_gb",
         "estimated_gb",
         "ratio",
@@ -217,6 +226,8 @@ def test_errors_name_the_argument():
         tm.training_memory("Llama-2-7B", target_modules=("query",))
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         tm.training_memory("Llama-2-7B", batch_size=0)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        tm.training_memory("Llama-2-7B", "full", precision="fp8")
     with pytest.raises(ValueError, match="compute_dtype must be"):
         tm.training_memory("Llama-2-7B", compute_dtype=torch.int8)
     with pytest.raises(ValueError, match="spec\\['method'\\]"):
@@ -246,3 +257,93 @@ def test_measured_step_is_near_the_estimate():
     step = table["activations"] + table["logits and loss"] + table["gradients"]
     assert step == pytest.approx(got["step"], rel=0.25)
     assert got["optimizer_state"] == table["optimizer state"]
+
+
+def _step_bytes(model, optimizer, autocast: bool):
+    """One training step of ``model`` on a fixed batch; the bytes of its parameters, gradients
+    and optimizer state afterwards (the optimizer's state tensors counted once)."""
+    ids = torch.randint(
+        0, model.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0)
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    grads = sum(p.grad.numel() * p.grad.element_size() for p in model.parameters())
+    optimizer.step()
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    return params, grads, state_bytes(optimizer)
+
+
+@pytest.mark.parametrize("recipe", ["mixed", "bf16", "mixed, adamw-8bit"])
+def test_full_fine_tuning_bytes_per_parameter_against_a_measured_optimizer(recipe):
+    """Each full fine-tuning recipe on the tiny model: the estimate's weights, gradients and
+    optimizer state equal the bytes torch (and bitsandbytes) hold after one step; mixed
+    precision is 16 bytes per parameter (fp32 master, fp32 gradient, two fp32 moments)."""
+    import bitsandbytes as bnb
+
+    from lora_course.machinery.memory_evidence import llama_config
+    from lora_course.models import load_model
+
+    precision, _, optimizer = recipe.partition(", ")
+    optimizer = optimizer or "adamw"
+    model = load_model(device="cpu")[0].requires_grad_(True).train()
+    if precision == "bf16":
+        model = model.to(torch.bfloat16)
+    make = bnb.optim.AdamW8bit if optimizer == "adamw-8bit" else torch.optim.AdamW
+    params, grads, state = _step_bytes(
+        model, make(model.parameters(), lr=1e-4), autocast=precision == "mixed"
+    )
+    table = tm.training_memory(
+        llama_config(), "full", precision=precision, optimizer=optimizer
+    ).set_index("part")["bytes"]
+    buffers = weight_footprint(llama_config(), "fp32").buffer_bytes  # rotary tables, not trained
+    assert table["base weights"] - buffers == params
+    assert table["gradients"] == grads
+    assert table["optimizer state"] == state
+    n = sum(p.numel() for p in model.parameters())
+    per_parameter = (params + grads + state) / n
+    expected = {"mixed": 16, "bf16": 8, "mixed, adamw-8bit": 10}[recipe]
+    assert per_parameter == pytest.approx(expected, abs=0.1), per_parameter
+    if precision == "mixed":  # autocast's bf16 copy of every weight, priced beside
+        assert table["weight copies for compute"] == 2 * n
+
+
+def test_gpu_sizes_are_binary_and_a_thin_spare_is_borderline():
+    assert tm.gpu_bytes(24) == 24 * 2**30
+    assert tm.gpu_fit(20e9, 24) == "fits"
+    assert tm.gpu_fit(tm.gpu_bytes(24) * 0.97, 24) == "borderline"
+    assert tm.gpu_fit(tm.gpu_bytes(24) + 1, 24) == "does not fit"
+    table = tm.scenario_table(batches=(1,), seq_lens=(512,))
+    assert set(table["fit"]) <= {"fits", "borderline", "does not fit"}
+    assert (table.loc[table["smallest_gpu"].isna(), "fit"] == "does not fit").all()
+
+
+def test_the_thin_estimate_of_notebook_02_is_training_memory():
+    from lora_course.memory import qlora_training_estimate
+
+    for settings in ({}, {"batch_size": 4, "seq_len": 1024}, {"gradient_checkpointing": False}):
+        old = qlora_training_estimate("Llama-2-7B", **settings)["bytes"].sum()
+        assert old == tm.peak_bytes(tm.training_memory("Llama-2-7B", "qlora", **settings))
+
+
+def test_chunked_cross_entropy_equals_the_whole_loss_and_its_gradients():
+    from torch.nn import functional as F
+
+    from lora_course.machinery.memory_evidence import chunked_cross_entropy
+
+    torch.manual_seed(0)
+    hidden = torch.randn(50, 16, requires_grad=True)
+    weight = torch.randn(300, 16, requires_grad=True)
+    labels = torch.randint(0, 300, (50,))
+    labels[:5] = -100
+    whole = F.cross_entropy(hidden @ weight.T, labels)
+    whole.backward()
+    expected = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    chunked = chunked_cross_entropy(hidden, weight, labels, chunk_size=16)
+    chunked.backward()
+    torch.testing.assert_close(chunked, whole)
+    torch.testing.assert_close(hidden.grad, expected[0])
+    torch.testing.assert_close(weight.grad, expected[1])
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+        chunked_cross_entropy(hidden, weight, labels, chunk_size=0)

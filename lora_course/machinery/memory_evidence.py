@@ -14,6 +14,10 @@
 - ``weights`` (``get_memory_footprint()`` + quantization state), ``trainable``, and
   ``optimizer_state`` (the bytes of the optimizer's state tensors, storages counted once).
 
+``measure_loss_peaks`` measures the same way the peak of the loss alone (logits, cross-entropy
+and their backward) on the tiny model's hidden states, whole or in chunks of tokens
+(``chunked_cross_entropy``): one of the techniques that take QLoRA below the estimate.
+
 A fresh process per measurement keeps one run's freed memory out of the next one's figures.
 ``published_comparison()`` prices the settings of published measurements (``PUBLISHED``: rows
 are data; add one with its source).
@@ -42,6 +46,8 @@ __all__ = [
     "state_bytes",
     "PUBLISHED",
     "published_comparison",
+    "chunked_cross_entropy",
+    "measure_loss_peaks",
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -342,7 +348,7 @@ PUBLISHED = [
     {
         "source": "LLaMA-Factory README, hardware table (an estimate, not a measurement)",
         "model": "Llama-2-7B",
-        "what": "QLoRA 4-bit, 7B",
+        "what": "QLoRA 4-bit, 7B (no batch or length stated)",
         "published_gb": 6.0,
         "settings": {"method": "qlora", "batch_size": 1, "seq_len": 512},
         "part": None,
@@ -350,10 +356,37 @@ PUBLISHED = [
 ]
 
 
+def _priced_with(row: dict) -> str:
+    """The settings ``training_memory`` priced a published row with, in words."""
+    import inspect
+
+    from lora_course.training_memory import training_memory
+
+    defaults = {
+        k: v.default
+        for k, v in inspect.signature(training_memory).parameters.items()
+        if v.default is not inspect.Parameter.empty
+    }
+    kw = {**defaults, **row["settings"]}
+    if row["part"] is not None:
+        return " + ".join(row["part"]) + (", prepared" if kw["prepared"] else ", not prepared")
+    words = [
+        kw["method"],
+        f"batch {kw['batch_size']} x {kw['seq_len']:,}",
+        "checkpointing" if kw["gradient_checkpointing"] else "no checkpointing",
+        f"r={kw['rank']}, all linear" if kw["method"] != "full" else "",
+        "prepared" if kw["prepared"] and kw["method"] == "qlora" else "",
+        kw["optimizer"],
+    ]
+    return ", ".join(w for w in words if w)
+
+
 def published_comparison(rows=PUBLISHED) -> pd.DataFrame:
     """Each published figure beside our estimate of the same settings.
 
-    Columns: ``source``, ``model``, ``settings`` (what was measured), ``published_gb``,
+    Columns: ``source``, ``model``, ``settings`` (what was measured), ``priced with`` (the
+    estimate's settings, in words: a figure without stated settings shows which were assumed),
+    ``published_gb``,
     ``estimated_gb``, ``ratio`` (estimated / published).
     """
     from lora_course.training_memory import training_memory
@@ -369,6 +402,7 @@ def published_comparison(rows=PUBLISHED) -> pd.DataFrame:
                 "source": row["source"],
                 "model": row["model"],
                 "settings": row["what"],
+                "priced with": _priced_with(row),
                 "published_gb": row["published_gb"],
                 "estimated_gb": estimate,
                 "ratio": estimate / row["published_gb"],
@@ -377,5 +411,110 @@ def published_comparison(rows=PUBLISHED) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def chunked_cross_entropy(hidden, weight, labels, chunk_size: int = 128):
+    """Mean cross-entropy of the logits ``hidden @ weight.T`` against ``labels`` without ever
+    holding the logits of all tokens: each chunk of ``chunk_size`` tokens computes its logits
+    and loss under ``torch.utils.checkpoint``, so the backward pass keeps only the chunk's
+    hidden states and recomputes its logits (what chunked or fused cross-entropy kernels do;
+    Liger Kernel, Unsloth and torchtune ship such losses, none of them pinned here).
+
+    ``hidden``: (tokens, h); ``weight``: (vocab, h), the output head; ``labels``: (tokens,),
+    -100 for positions without a loss. Equals ``F.cross_entropy(hidden @ weight.T, labels)``.
+    """
+    from torch.nn import functional as F
+    from torch.utils.checkpoint import checkpoint
+
+    if chunk_size <= 0:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+
+    def piece(h, y):
+        return F.cross_entropy(h @ weight.T, y, reduction="sum")
+
+    total = sum(
+        checkpoint(
+            piece, hidden[i : i + chunk_size], labels[i : i + chunk_size], use_reentrant=False
+        )
+        for i in range(0, hidden.shape[0], chunk_size)
+    )
+    return total / (labels != -100).sum()
+
+
+def _loss_child(spec: dict) -> dict:
+    """The peak above baseline of one loss's forward and backward on the tiny model's hidden
+    states (``spec``: ``tokens``, ``chunk_size``: None for the whole logits at once)."""
+    from torch.nn import functional as F
+
+    from lora_course.models import load_model
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = load_model(device="cpu")[0]
+    ids = torch.randint(0, model.config.vocab_size, (1, spec["tokens"]))
+    with torch.no_grad():
+        hidden = model.model(input_ids=ids).last_hidden_state[0]
+    hidden.requires_grad_(True)
+    weight = model.lm_head.weight.detach().requires_grad_(True)
+    labels = ids[0]
+
+    def loss():
+        if spec["chunk_size"] is None:
+            return F.cross_entropy(hidden @ weight.T, labels)
+        return chunked_cross_entropy(hidden, weight, labels, spec["chunk_size"])
+
+    loss().backward()  # warm-up: the gradients' buffers and the kernels are in the baseline
+    value = loss().detach()
+    hidden.grad = weight.grad = None
+    Path("/proc/self/clear_refs").write_text("5")
+    baseline = _status("VmRSS")
+    loss().backward()
+    return {
+        "peak": _status("VmHWM") - baseline,
+        "loss": value.item(),
+        "logits_bytes": 4 * spec["tokens"] * model.config.vocab_size,
+    }
+
+
+def measure_loss_peaks(tokens: int = 4096, chunk_sizes=(None, 512, 128)) -> pd.DataFrame:
+    """Peak memory above baseline of the loss (logits + cross-entropy, forward and backward)
+    on the tiny model's hidden states for ``tokens`` tokens, whole (None) and in chunks, each
+    in its own fresh process (``_loss_child``). Columns: ``chunk_size``, ``peak_bytes``,
+    ``loss``, ``logits_bytes`` (one fp32 copy of all the logits)."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", PYTHONPATH=str(ROOT))
+    running = {
+        chunk: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lora_course.memory_evidence",
+                "--loss",
+                json.dumps({"tokens": tokens, "chunk_size": chunk}),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for chunk in chunk_sizes
+    }
+    rows = []
+    for chunk, process in running.items():
+        out, err = process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(f"the process measuring chunk_size={chunk} failed:\n{err[-2000:]}")
+        got = json.loads(out.strip().splitlines()[-1])
+        rows.append(
+            {
+                "chunk_size": "whole" if chunk is None else chunk,
+                "peak_bytes": got["peak"],
+                "loss": got["loss"],
+                "logits_bytes": got["logits_bytes"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 if __name__ == "__main__":
-    print(json.dumps(_child(json.loads(sys.argv[1]))))
+    if sys.argv[1] == "--loss":
+        print(json.dumps(_loss_child(json.loads(sys.argv[2]))))
+    else:
+        print(json.dumps(_child(json.loads(sys.argv[1]))))
