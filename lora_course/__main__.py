@@ -316,10 +316,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--timeout",
         type=float,
-        default=300,
-        help="seconds per exercise notebook, kernel start included (default 300)",
+        default=600,
+        help="seconds per exercise notebook, kernel start included (default 600)",
     )
-    p.add_argument("--cell-timeout", type=float, default=60, help="seconds per cell (default 60)")
+    p.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=300,
+        help="seconds per cell (default 300: exercise 3's largest allowed sweep, 3 times over)",
+    )
     p.add_argument(
         "--no-sandbox",
         action="store_true",

@@ -109,7 +109,7 @@ def test_load_in_8bit_alone_keeps_the_other_layers_in_the_checkpoint_dtype():
     The embeddings, lm_head and norms stay fp32 (the tiny checkpoint's dtype) on the CPU."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from lora_course.checks.exercise_2 import expected_values, model_config
+    from lora_course.checks.exercise_2 import _bytes_of, model_config
     from lora_course.models import TINY_MODEL_DIR
 
     _, keep = model_config()  # the checkpoint's dtype: fp32 for the tiny model
@@ -121,7 +121,7 @@ def test_load_in_8bit_alone_keeps_the_other_layers_in_the_checkpoint_dtype():
             TINY_MODEL_DIR, quantization_config=quant, device_map="cpu"
         )
         assert model.model.embed_tokens.weight.dtype == keep
-        assert model.get_memory_footprint() == expected_values()[f"footprint_{bits}bit"]
+        assert model.get_memory_footprint() == _bytes_of()[f"footprint_{bits}bit"]
         fp = memory.weight_footprint(model.config, scheme, keep_dtype=keep)
         assert model.get_memory_footprint() == fp.footprint_bytes
 
