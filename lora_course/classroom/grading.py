@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import os
 import secrets
@@ -85,6 +86,7 @@ class NotebookRun:
     cell_errors: list[tuple[int, str, str]] = field(default_factory=list)  # (cell, name, value)
     notes: list[str] = field(default_factory=list)
     results: dict[str, CheckResult] = field(default_factory=dict)
+    written: dict[str, str] = field(default_factory=dict)  # exercise -> written answer ("" empty)
 
 
 @dataclass
@@ -248,12 +250,46 @@ def run_notebook(
         run.status = "timeout"
         run.message = f"a cell ran longer than {cell_timeout:g} s and was interrupted"
     values, run.notes = read_answers(answers_file, list(expressions))
+    run.written = written_answers(nb, master)
     for ex, names in master.exercises.items():
         answers = {name: values[f"{ex}:{name}"] for name in names}
         run.results[ex] = run_checks(ex, answers)
         if run.status == "timeout":
             run.results[ex] = _flag_for_review(run.results[ex], run.message)
     return run
+
+
+@functools.lru_cache(maxsize=16)
+def _answer_cells(master_path: Path) -> tuple[tuple[str, frozenset], ...]:
+    """(cell id, the released cell's own lines) of each written-answer cell of a master."""
+    from lora_course.classroom.release import BEGIN, SOLUTION_TAG, release_notebook
+
+    master = nbformat.read(master_path, as_version=4)
+    student, _ = release_notebook(master, master_path.name)
+    released = {c.get("id"): c.source for c in student.cells}
+    return tuple(
+        (c.get("id"), frozenset(released.get(c.get("id"), "").splitlines()))
+        for c in master.cells
+        if c.cell_type == "markdown"
+        and (BEGIN in c.source or SOLUTION_TAG in c.get("metadata", {}).get("tags", []))
+    )
+
+
+def written_answers(nb, master: Master) -> dict[str, str]:
+    """{exercise id: what the learner wrote in the master's written-answer cells} ("" if empty).
+
+    The cells are found by id (the release keeps them); the released cell's own lines (its
+    heading, the placeholder) are left out, so an untouched cell reads as "".
+    """
+    cells = {c.get("id"): c for c in nb.cells if c.get("cell_type") == "markdown"}
+    texts = []
+    for cell_id, given in _answer_cells(master.path):
+        cell = cells.get(cell_id)
+        if cell is not None:
+            lines = [line for line in str(cell.source).splitlines() if line not in given]
+            texts.append("\n".join(lines).strip())
+    text = "\n\n".join(t for t in texts if t)[:20_000]
+    return dict.fromkeys(master.exercises, text)
 
 
 def _flag_for_review(result: CheckResult, why: str) -> CheckResult:

@@ -25,6 +25,13 @@ column to a grade item (or a new one). The identifier is ``Email address`` when 
 ``execution_time``, ``output`` and ``tests``; one test per check item with ``name``, ``score``,
 ``max_score``, ``output`` (its hint) and ``visibility``. The bundle is in
 :mod:`lora_course.classroom.gradescope`.
+
+**Points a person gives** (a written answer; :mod:`lora_course.classroom.review`) are in every
+maximum: Canvas' ``Points Possible`` row and each exercise's column on Moodle hold them, and the
+score columns hold them once recorded in ``NAME-review.csv`` (re-export after ``python -m
+lora_course review``). On Gradescope, which runs the autograder per submission and never sees
+that file, each written answer is a test worth its points, scored 0 and marked "an instructor
+will read this answer": the instructor gives those points on Gradescope itself.
 """
 
 from __future__ import annotations
@@ -134,7 +141,7 @@ def gradescope_results(sub: Submission | None, exercise_ids: list[str], seconds:
                 {
                     "name": f"{ex}: {item.name}",
                     "score": float(item.points) if item.scored else 0.0,
-                    "max_score": float(item.max_points) if item.scored else 0.0,
+                    "max_score": float(item.max_points),  # a written answer's points included
                     "output": output,
                     "visibility": "visible",
                 }
@@ -144,7 +151,7 @@ def gradescope_results(sub: Submission | None, exercise_ids: list[str], seconds:
     else:
         from lora_course.classroom.gradebook import feedback_text
 
-        message = feedback_text(sub)
+        message = feedback_text(sub, exercise_ids)
     return {
         "score": float(sum(t["score"] for t in tests)),
         "execution_time": int(seconds),
