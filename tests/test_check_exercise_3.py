@@ -188,10 +188,11 @@ def test_the_tolerances():
     diverged = {"final_loss": math.nan, "accuracy": 0.0}
     assert matches(diverged, {"final_loss": math.inf, "accuracy": 0.0})
     assert not matches(diverged, reported) and not matches(reported, diverged)
-    # a spiking run must spike again and stay within the seed spread of such runs
+    # a spiking run must spike again and match as closely as any run (same CPU: bit-for-bit)
     spiked = {"final_loss": 0.37, "accuracy": 0.50, "spike": 3.0}
-    assert matches(spiked, {"final_loss": 0.40, "accuracy": 0.43, "spike": 2.5})
+    assert matches(spiked, {"final_loss": 0.372, "accuracy": 0.52, "spike": 2.5})
     assert not matches(spiked, {"final_loss": 0.37, "accuracy": 0.50, "spike": 1.1})
+    assert not matches(spiked, {"final_loss": 0.40, "accuracy": 0.43, "spike": 3.0})
     faked = {"final_loss": 0.05, "accuracy": 1.0, "spike": 3.0}  # "too high is fine"
     assert not matches(faked, {"final_loss": 0.37, "accuracy": 0.50, "spike": 3.0})
 

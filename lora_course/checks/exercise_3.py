@@ -23,12 +23,12 @@ computed on the grader's own CPU, and on one CPU and one thread a re-run is bit-
 (measured: all four settings of the reference sweep, spiking ones included). The tolerances
 (``ACCURACY_TOL``, ``LOSS_ATOL + LOSS_RTOL * loss``) only absorb another thread count on a
 stable run (README: within 0.0002 of loss and 0.02 of accuracy). A row whose loss spiked
-(``spike`` >= ``UNSTABLE_SPIKE``) or diverged is chaotic across thread counts; it matches when its
-re-run is unstable too **and** lands within the spread seen across seeds of such a setting
-(``SPIKE_ACCURACY_TOL``, ``SPIKE_LOSS_ATOL + SPIKE_LOSS_RTOL * loss``), so a spiking row cannot
-be typed "better". ``best`` is judged on the re-run numbers where a row did not match, so a
-fabricated row never turns the conclusion around. Re-runs are cached by setting and seed (the
-same run gives the same numbers), and the table is limited to ``MAX_RUNS`` runs within
+(``spike`` >= ``UNSTABLE_SPIKE``) must spike again **and** match within the same tolerances: on
+the grader's CPU it is bit-for-bit too, so a spiking row cannot be typed "better" (across thread
+counts such a run is chaotic, which is why the notebook keeps one thread). A row that diverged
+matches a re-run that diverged. ``best`` is judged on the re-run numbers where a row did not
+match, so a fabricated row never turns the conclusion around. Re-runs are cached by setting and
+seed (the same run gives the same numbers), and the table is limited to ``MAX_RUNS`` runs within
 ``LIMITS`` so that the grader's re-runs fit its budget. In the grader's own kernel (the
 environment variable ``IN_GRADER``) the notebook's ``check`` skips the re-runs: the grader does
 them in its own process, where the learner's code cannot reach.
@@ -57,9 +57,6 @@ __all__ = [
     "ACCURACY_TOL",
     "LOSS_ATOL",
     "LOSS_RTOL",
-    "SPIKE_ACCURACY_TOL",
-    "SPIKE_LOSS_ATOL",
-    "SPIKE_LOSS_RTOL",
     "UNSTABLE_SPIKE",
     "IN_GRADER",
     "by_setting",
@@ -84,12 +81,11 @@ ACCURACY_SLACK = 0.05
 ACCURACY_TOL = 0.03
 LOSS_ATOL, LOSS_RTOL = 0.005, 0.02
 # A run whose loss jumped back up this far is chaotic across thread counts (measured: r=8, s=10,
-# seed 0 ends at loss 2.01 / accuracy 0.00 on one thread and at 0.42 / 0.54 on four). Its re-run
-# must be unstable too and stay within the spread of such runs over seeds (scaling 20 at rank 4:
-# accuracy 0.43-0.54, loss about 0.37), which no "too high is fine" row (accuracy 1.0) fits.
+# seed 0 ends at loss 2.01 / accuracy 0.00 on one thread and at 0.42 / 0.54 on four), but on one
+# CPU and one thread it repeats bit-for-bit: its re-run must be unstable too and match as closely
+# as any other row. A wider tolerance (the spread over seeds, 0.15 of accuracy) let 1 altered row
+# in 8 among ten pass unseen (measured: 176 of 200 caught).
 UNSTABLE_SPIKE, STILL_UNSTABLE = 2.0, 1.5
-SPIKE_ACCURACY_TOL = 0.15
-SPIKE_LOSS_ATOL, SPIKE_LOSS_RTOL = 0.10, 0.50
 IN_GRADER = "LORA_COURSE_IN_GRADER"  # set in the kernels the grader runs (re-runs happen outside)
 
 EXERCISE = Exercise(
@@ -368,17 +364,15 @@ def _within(reported: dict, measured: dict, acc_tol: float, atol: float, rtol: f
 def matches(reported: dict, measured: dict) -> bool:
     """Whether a re-run ``measured`` agrees with the ``reported`` row within the tolerances.
 
-    A stable run matches when final loss and accuracy agree within ``LOSS_ATOL + LOSS_RTOL *
-    loss`` and ``ACCURACY_TOL``. A run that spiked (``spike`` >= ``UNSTABLE_SPIKE``) matches a
-    re-run that is unstable too (spike >= 1.5) and within the seed spread of such runs
-    (``SPIKE_*``); a run that diverged (non-finite loss) matches a re-run that diverged.
+    A run matches when final loss and accuracy agree within ``LOSS_ATOL + LOSS_RTOL * loss`` and
+    ``ACCURACY_TOL``; a run that spiked (``spike`` >= ``UNSTABLE_SPIKE``) must also spike again
+    (spike >= 1.5); a run that diverged (non-finite loss) matches a re-run that diverged.
     """
     if _unstable(reported, UNSTABLE_SPIKE):
         if not _unstable(measured, STILL_UNSTABLE):
             return False
         if not math.isfinite(reported["final_loss"]):
             return not math.isfinite(measured["final_loss"]) or bool(measured.get("diverged"))
-        return _within(reported, measured, SPIKE_ACCURACY_TOL, SPIKE_LOSS_ATOL, SPIKE_LOSS_RTOL)
     return _within(reported, measured, ACCURACY_TOL, LOSS_ATOL, LOSS_RTOL)
 
 
