@@ -159,7 +159,9 @@ def report_html(subs: list[Submission], exercise_ids: list[str], title: str = ""
         f'{_png(score_figure(subs, exercise_ids))}">',
         "<h2>Each check item</h2>",
         "<p>Not attempted: the exercise notebook was missing, did not run, or its answer "
-        "was left empty. The hints are those of the most common failures, with counts.</p>",
+        "was left empty. Depends on the item above: the item follows from a mistake counted "
+        "above it, not a failure of its own. The hints are those of the most common failures, "
+        "with counts.</p>",
         _table(items, "no exercises"),
         "<h2>Waiting for review</h2>",
         "<p>Record the points in the gradebook's <code>-review.csv</code>, then run "
