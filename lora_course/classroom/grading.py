@@ -359,6 +359,22 @@ def grade_submission(
     return sub
 
 
+def _import_before_threads() -> None:
+    """Import what the checks import lazily, once, before the worker threads start.
+
+    transformers' lazy top-level names are not safe to import from two threads at once: with
+    ``--jobs 2`` one submission's exercise 2 check failed now and then with "ImportError: cannot
+    import name 'AutoConfig' from 'transformers'" and scored 0 (seen in 2 of 4 bench runs).
+    """
+    from transformers import (  # noqa: F401
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        BitsAndBytesConfig,
+    )
+    from transformers.utils import logging  # noqa: F401
+
+
 def grade(
     submissions: str | Path,
     masters: list[Master],
@@ -384,6 +400,8 @@ def grade(
         from lora_course.classroom.sandbox import require_sandbox
 
         require_sandbox()  # once, before any row: not a failure per submission
+    if jobs > 1:
+        _import_before_threads()
     found = find_submissions(submissions)
     mine = set(shard_of([n for n, _, _ in found], *shard))
     results = []
