@@ -232,6 +232,30 @@ def _gradebook(args) -> int:
     return 0
 
 
+def _review(args) -> int:
+    from lora_course.classroom.gradebook import write_outputs
+    from lora_course.classroom.lms import read_roster
+    from lora_course.classroom.record import read_record, record_path
+    from lora_course.classroom.review import apply_reviews, read_reviews, review_path
+
+    try:
+        meta, subs = read_record(record_path(args.gradebook))
+        problems = apply_reviews(subs, read_reviews(review_path(args.gradebook)))
+        if problems:
+            raise ValueError("; ".join(problems[:5]))
+        record = {k: meta[k] for k in ("fingerprint", "shard", "listing")}
+        paths = write_outputs(subs, meta["exercise_ids"], args.gradebook, record,
+                              read_roster(args.roster))  # fmt: skip
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"review: {exc}", file=sys.stderr)
+        return 2
+    waiting = sum(any(r.needs_review for r in s.results.values()) for s in subs)
+    print(f"review points merged; {waiting} submission(s) still wait for a person")
+    for what, path in paths.items():
+        print(f"{what}: {path}")
+    return 0
+
+
 def _gradescope(args) -> int:
     from lora_course.classroom import gradescope
     from lora_course.classroom.submissions import load_masters
@@ -331,10 +355,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--timeout",
         type=float,
-        default=300,
-        help="seconds per exercise notebook, kernel start included (default 300)",
+        default=600,
+        help="seconds per exercise notebook, kernel start included (default 600)",
     )
-    p.add_argument("--cell-timeout", type=float, default=60, help="seconds per cell (default 60)")
+    p.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=300,
+        help="seconds per cell (default 300: exercise 3's largest allowed sweep, 3 times over)",
+    )
     p.add_argument(
         "--no-sandbox",
         action="store_true",
@@ -355,6 +384,13 @@ def main(argv: list[str] | None = None) -> int:
             flag, type=kind, default=default, help=f"{what}; 0: none (default %(default)s)"
         )
     p.set_defaults(func=_grade)
+
+    p = sub.add_parser(
+        "review", help="merge the points a person gave (GRADEBOOK-review.csv) into every output"
+    )
+    p.add_argument("gradebook", help="the gradebook CSV that grade wrote (e.g. gradebook.csv)")
+    p.add_argument("--roster", help="CSV mapping submission names to platform ids (README)")
+    p.set_defaults(func=_review)
 
     p = sub.add_parser("gradebook", help="merge partial gradebooks; generate a demo class")
     p.add_argument("action", choices=["merge", "demo-class"])

@@ -40,7 +40,6 @@ __all__ = [
     "measured_quant_state_bytes",
     "lesson_memory_table",
     "real_memory_table",
-    "qlora_training_estimate",
     "NOMINAL_PARAMETERS",
     "LORA_TARGETS",
 ]
@@ -214,38 +213,3 @@ def real_memory_table(names=None, keep_dtype: torch.dtype = torch.bfloat16) -> p
                 }
             )
     return pd.DataFrame(rows)
-
-
-def qlora_training_estimate(config, **settings) -> pd.DataFrame:
-    """QLoRA's peak training memory (nf4 + double quant, prepared model, AdamW), in the layout
-    notebook 02 shows: a thin call of ``training_memory.training_memory(config, "qlora",
-    **settings)``, the course's one estimate, so the same setting gives the same number
-    everywhere (``settings``: its arguments, e.g. ``rank``, ``batch_size``, ``seq_len``).
-
-    Columns: ``component`` (base weights with their quantization state, LoRA parameters, LoRA
-    gradients, AdamW states, activations, logits and loss, dequantized weight, overhead),
-    ``bytes``, ``gb``, ``assumption`` (the estimate's note).
-    """
-    from lora_course.training_memory import training_memory
-
-    table = training_memory(config, "qlora", **settings).set_index("part")
-    names = {
-        "base weights": "base weights (nf4+dq, prepared)",
-        "trainable parameters": "LoRA parameters",
-        "gradients": "LoRA gradients",
-        "optimizer state": "AdamW states",
-        "runtime overhead": "overhead",
-    }
-    weights = table.loc["base weights", "bytes"] + table.loc["quantization state", "bytes"]
-    table.loc["base weights", "bytes"] = weights
-    table.loc["base weights", "note"] = "footprint + quant state"
-    table = table.drop(index="quantization state").reset_index()
-    out = pd.DataFrame(
-        {
-            "component": table["part"].replace(names),
-            "bytes": table["bytes"],
-            "gb": table["bytes"] / GB,
-            "assumption": table["note"],
-        }
-    )
-    return out

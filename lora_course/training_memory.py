@@ -1,7 +1,7 @@
 """Peak training memory, part by part: full fine-tuning, LoRA and QLoRA, on one or N devices.
 
 The course's one training-memory estimate: notebooks 03, 08 and 09, ``memory_evidence`` and
-the README's figures all call ``training_memory`` (``memory.qlora_training_estimate`` is a thin
+the README's figures all call ``training_memory`` (``qlora_training_estimate`` is a thin
 call of it, kept for notebook 02's table).
 
 ``training_memory(config, method, ...)`` returns one row per part, priced from the
@@ -69,6 +69,7 @@ from torch import nn
 from lora_course.memory import LORA_TARGETS, shapes_model, weight_footprint
 
 __all__ = [
+    "qlora_training_estimate",
     "METHODS",
     "OPTIMIZERS",
     "GPU_SIZES_GB",
@@ -419,3 +420,36 @@ def scenario_table(config="Llama-3.1-8B", batches=(1, 4), seq_lens=(512, 2048), 
     table[parts] = table[parts].fillna(0.0)
     table["smallest_gpu"] = table["smallest_gpu"].astype("Int64")
     return table
+
+
+def qlora_training_estimate(config, **settings) -> pd.DataFrame:
+    """QLoRA's peak training memory (nf4 + double quant, prepared model, AdamW), in the layout
+    notebook 02 shows: a thin call of ``training_memory.training_memory(config, "qlora",
+    **settings)``, the course's one estimate, so the same setting gives the same number
+    everywhere (``settings``: its arguments, e.g. ``rank``, ``batch_size``, ``seq_len``).
+
+    Columns: ``component`` (base weights with their quantization state, LoRA parameters, LoRA
+    gradients, AdamW states, activations, logits and loss, dequantized weight, overhead),
+    ``bytes``, ``gb``, ``assumption`` (the estimate's note).
+    """
+    table = training_memory(config, "qlora", **settings).set_index("part")
+    names = {
+        "base weights": "base weights (nf4+dq, prepared)",
+        "trainable parameters": "LoRA parameters",
+        "gradients": "LoRA gradients",
+        "optimizer state": "AdamW states",
+        "runtime overhead": "overhead",
+    }
+    weights = table.loc["base weights", "bytes"] + table.loc["quantization state", "bytes"]
+    table.loc["base weights", "bytes"] = weights
+    table.loc["base weights", "note"] = "footprint + quant state"
+    table = table.drop(index="quantization state").reset_index()
+    out = pd.DataFrame(
+        {
+            "component": table["part"].replace(names),
+            "bytes": table["bytes"],
+            "gb": table["bytes"] / GB,
+            "assumption": table["note"],
+        }
+    )
+    return out

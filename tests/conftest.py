@@ -47,6 +47,42 @@ def once_per_run(tmp_path_factory, name: str, compute):
         return value
 
 
+# What a learner types at each `# YOUR CODE HERE` of the released exercise notebooks, by cell id
+# (exercise 3's sweep kept small: 5 steps, 16 held-out examples), and a written answer.
+TYPED = {
+    "504ffe05": "trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)\n"
+    "        return trainable, sum(p.numel() for p in self.parameters())",
+    "3ee25c45": "table = pd.DataFrame([dict(zip(('rank', 'trainable', 'total'), (r, "
+    "*CountingLoRALayer(nn.Linear(4096, 4096), rank=r, alpha=2 * r).parameter_counts()))) "
+    "for r in (4, 8, 16, 32)])\ntable['ratio'] = table.trainable / table.total",
+    "b57f33c1": "footprint_8bit = 3_000_000\nfootprint_4bit = 2_000_000\nratio = 1.5",
+    "6a61fdbb": "settings = [(4, a) for a in (0.2, 2, 20, 200)]\n"
+    "runs.append(summarize(sweep(settings, steps=5, eval_size=16, seed=0, model=tiny)))",
+    "386d8a85": "runs.append(summarize(sweep(settings, steps=5, eval_size=16, seed=1, "
+    "model=tiny)))\nresults = pd.concat(runs, ignore_index=True)",
+    "9abf276d": "means = results.groupby(['rank', 'alpha'])[['accuracy', 'final_loss']].mean()\n"
+    "best = means.sort_values(['accuracy', 'final_loss'], ascending=[False, True]).index[0]",
+}
+WRITTEN = "Too low: s = 0.05 stays at chance."
+
+
+def _typed_release(release: Path, out: Path) -> None:
+    """The student release with code typed at every marker and one written answer."""
+    import nbformat
+
+    out.mkdir()
+    for path in sorted(release.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.get("id") in TYPED:
+                assert "# YOUR CODE HERE" in cell.source, cell.get("id")
+                cell.source = cell.source.replace("# YOUR CODE HERE", TYPED[cell["id"]])
+            elif cell.cell_type == "markdown" and "*Write your answer here.*" in cell.source:
+                if path.name.startswith("07"):
+                    cell.source = cell.source.replace("*Write your answer here.*", WRITTEN)
+        nbformat.write(nb, out / path.name)
+
+
 def _grade_course_masters(root: Path) -> dict:
     from lora_course.classroom.grading import grade
     from lora_course.classroom.release import release_all
@@ -59,6 +95,7 @@ def _grade_course_masters(root: Path) -> dict:
     for master in masters:
         (subs / "master" / master.path.name).write_bytes(master.path.read_bytes())
     release_all([m.path for m in masters], subs / "release")
+    _typed_release(subs / "release", subs / "typed")
     graded = grade(subs, masters, jobs=2, cell_timeout=120, timeout=300)
     return {
         "exercises": sorted({ex for m in masters for ex in m.exercises}),

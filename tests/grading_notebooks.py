@@ -66,11 +66,11 @@ def write_master(folder: Path) -> Path:
 
 
 def answer(student_nb, code: str, before: str = ""):
-    """A learner's version of the released notebook: ``code`` in place of the placeholder."""
+    """A learner's version of the released notebook: ``code`` typed at ``# YOUR CODE HERE``."""
     nb = nbformat.from_dict(student_nb)
     for cell in nb.cells:
         if "# YOUR CODE HERE" in cell.source and cell.cell_type == "code":
-            cell.source = cell.source.replace("# YOUR CODE HERE\ntable = None", code)
+            cell.source = cell.source.replace("# YOUR CODE HERE", code)
             if before:
                 index = nb.cells.index(cell)
                 nb.cells.insert(index, new_code_cell(before))

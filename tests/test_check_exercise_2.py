@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from lora_course.checks import check, expected_answers, run_checks
-from lora_course.checks.exercise_2 import expected_values
+from lora_course.checks.exercise_2 import _bytes_of
 from lora_course.memory import weight_footprint
 from lora_course.models import TINY_MODEL_DIR
 
-REF = expected_values()
+REF = _bytes_of()
 SOLUTION = {
     "footprint_8bit": REF["footprint_8bit"],
     "footprint_4bit": REF["footprint_4bit"],
@@ -30,13 +30,13 @@ def test_the_calculator_values_are_the_measured_ones():
 
 def test_the_solution_gets_full_marks_and_asks_for_review():
     result = check("exercise_2", **SOLUTION)
-    assert (result.score, result.max_score) == (3, 3)
-    assert result.attempted and result.needs_review
+    assert (result.score, result.max_score) == (3, 5)  # 2 more after a person reads it
+    assert result.attempted and result.needs_review and result.passed
     assert expected_answers("exercise_2").keys() == {"model", *SOLUTION}
 
 
 def test_the_tiny_model_by_path_is_priced_like_the_default():
-    assert expected_values(str(TINY_MODEL_DIR)) == REF
+    assert _bytes_of(str(TINY_MODEL_DIR)) == REF
     assert check("exercise_2", model=str(TINY_MODEL_DIR), **SOLUTION).score == 3
     assert check("exercise_2", model="/elsewhere/data/tiny-llama", **SOLUTION).score == 3
 
@@ -49,10 +49,11 @@ def test_a_gpu_learner_measuring_the_lessons_model_is_priced_for_its_architectur
     nf4 = weight_footprint("Llama-3.1-8B", "nf4", keep_dtype=torch.bfloat16).footprint_bytes
     answers = {"footprint_8bit": int8, "footprint_4bit": nf4, "ratio": int8 / nf4}
     result = check("exercise_2", model=model, **answers)
-    assert (result.score, result.max_score) == (3, 3), str(result)
+    assert (result.score, result.max_score) == (3, 5), str(result)
     assert round(int8 / nf4, 2) == 1.62
     tiny_answers = check("exercise_2", model=model, **SOLUTION)
-    assert tiny_answers.score == 0  # the tiny model's bytes are not the 8B model's
+    # the tiny model's bytes are not the 8B model's; their ratio depends on them (counted once)
+    assert tiny_answers.score == 1 and item(tiny_answers, "ratio").status == "depends"
     slip = check("exercise_2", model=model, **{**answers, "footprint_8bit": int8 / 1e9})
     assert "decimal MB" not in str(slip) and "GB (bytes / 1e9)" in str(slip)
 
@@ -124,7 +125,9 @@ def test_each_slip_gets_its_hint(slip):
 def test_a_ratio_from_wrong_footprints_points_back_at_them():
     wrong = {"footprint_8bit": 3_000_000, "footprint_4bit": 2_000_000, "ratio": 1.5}
     result = check("exercise_2", **wrong)
-    assert "follows your footprints" in item(result, "ratio").hint
+    ratio = item(result, "ratio")  # one mistake, counted once: the ratio keeps its point
+    assert ratio.status == "depends" and ratio.points == 1
+    assert "depends on the item above" in ratio.hint and result.score == 1
     assert "should be model.get_memory_footprint()" in item(result, "footprint_8bit").hint
 
 

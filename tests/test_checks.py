@@ -18,7 +18,7 @@ from lora_course.checks import (
     expected_answers,
     run_checks,
 )
-from lora_course.checks.exercise_1 import RANKS, expected_row
+from lora_course.checks.exercise_1 import RANKS
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +41,22 @@ def test_reference_solution_gets_full_marks(solution):
     assert str(result).splitlines()[0].startswith("exercise_1: 5/5")
 
 
+def _formula_row(r: int) -> dict:
+    trainable, total = 2 * 4096 * r, 4096 * 4096 + 4096 + 2 * 4096 * r
+    return {"rank": r, "trainable": trainable, "total": total, "ratio": trainable / total}
+
+
 def test_the_formulas_agree_with_the_package(solution):
-    assert solution.to_dict("records") == [expected_row(r) for r in RANKS]
+    assert solution.to_dict("records") == [_formula_row(r) for r in RANKS]
+
+
+def test_no_answer_is_importable():
+    import lora_course.checks.exercise_1 as e1
+    import lora_course.checks.exercise_2 as e2
+
+    assert not hasattr(e1, "expected_row") and not hasattr(e2, "expected_values")
+    for module in (e1, e2):
+        assert not any("expected" in name for name in module.__all__)
 
 
 def test_data_forms_a_grader_may_extract(solution):
@@ -60,7 +74,7 @@ def _with(solution, **columns):
 MISTAKES = {
     "only A": (
         {"trainable": lambda f: f["rank"] * 4096, "ratio": lambda f: f["trainable"] / f["total"]},
-        "only A",
+        "only one of the two adapter matrices",
         "trainable parameters for each rank",
     ),
     "bias trainable": (
@@ -97,6 +111,22 @@ def test_each_mistake_gets_its_own_hint_and_a_lower_score(solution, mistake):
     failed = {i.name: i.hint for i in result.items if not i.passed}
     hint = next(h for name, h in failed.items() if name.startswith(item))
     assert words in hint, (mistake, failed)
+
+
+def test_a_counting_mistake_costs_once_and_the_ratio_depends_on_it(solution):
+    """The ratio of the learner's own (wrong) columns keeps its point and says why."""
+    wrong = _with(solution, **MISTAKES["only A"][0])
+    result = check("exercise_1", table=wrong)
+    assert result.score == 4, str(result)
+    ratio = result.items[-1]
+    assert ratio.status == "depends" and ratio.points == 1
+    assert "[depends]" in str(result) and "depends on the item above" in ratio.hint
+
+
+def test_no_hint_states_the_answer(solution):
+    for columns, _, _ in MISTAKES.values():
+        text = str(check("exercise_1", table=_with(solution, **columns)))
+        assert "0.0039" not in text and "4096*r" not in text and "0.39" not in text
 
 
 def test_hints_differ_between_mistakes(solution):
@@ -186,13 +216,21 @@ def test_a_crashing_check_is_reported_for_review_not_raised():
     assert [i.passed for i in result.items] == [False, False, False]
     assert result.items[0].needs_review and "ZeroDivisionError" in result.items[0].hint
     assert result.items[1].hint == "x must be positive"
-    assert (result.score, result.max_score, result.needs_review) == (0, 3, True)
+    # the maximum holds the 3 points a person gives; the score only what the checks gave
+    assert (result.score, result.max_score, result.needs_review) == (0, 6, True)
     assert [i.scored for i in result.items] == [True, True, False]
     assert "review" in str(result)
     assert ex.run({"x": 2}).score == 3
     not_attempted = ex.run({})
-    assert (not_attempted.max_score, not_attempted.needs_review) == (3, False)
-    assert ex.run({"x": "text"}).max_score == 3  # a crash keeps the same maximum
+    assert (not_attempted.max_score, not_attempted.needs_review) == (6, False)
+    assert ex.run({"x": "text"}).max_score == 6  # a crash keeps the same maximum
+    reviewed = ex.run({"x": 2}).with_review({"essay": 2}, {"essay": "one claim without a number"})
+    assert (reviewed.score, reviewed.max_score, reviewed.needs_review) == (5, 6, False)
+    assert "one claim without a number" in str(reviewed)
+    with pytest.raises(ValueError, match="between 0 and 3"):
+        ex.run({"x": 2}).with_review({"essay": 4})
+    with pytest.raises(ValueError, match="no review item"):
+        ex.run({"x": 2}).with_review({"divides": 1})
 
 
 # What must not show above a learner's first cell in the student release (the check's formulas,

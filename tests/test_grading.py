@@ -119,7 +119,7 @@ def test_untouched_release_scores_zero_not_attempted(graded):
 def test_wrong_answer_partial_marks_with_hint(graded):
     row = _row(graded, "wrong")
     assert row.status == "ok" and 0 < row.total < 5
-    assert "you counted only A" in _feedback(graded, "wrong")
+    assert "you counted only one of the two adapter matrices" in _feedback(graded, "wrong")
 
 
 def test_infinite_loop_is_interrupted_and_the_rest_graded(graded):
@@ -131,6 +131,8 @@ def test_infinite_loop_is_interrupted_and_the_rest_graded(graded):
 def test_loop_that_ignores_interrupts_is_killed_at_the_wall_limit(graded):
     row = _row(graded, "stubborn")
     assert (row.status, row.total) == ("timeout", 0)
+    assert row.needs_review  # a timeout is not a silent 0: its lost items wait for a person
+    assert "a person decides" in _feedback(graded, "stubborn")
     assert f"within {TIMEOUT} s" in _feedback(graded, "stubborn")
 
 

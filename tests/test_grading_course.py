@@ -28,7 +28,7 @@ def test_the_course_exercise_masters_grade_full_and_their_release_zero(course_gr
     assert course_grading["exercises"] == ["exercise_1", "exercise_2", "exercise_3"]
     result = course_grading["submissions"]
     for exercise, check in result["master"].results.items():
-        assert check.score == check.max_score, (exercise, str(check))
+        assert check.passed and check.score == check.auto_max, (exercise, str(check))
     assert result["master"].status == "ok"
     assert all(not r.attempted for r in result["release"].results.values())
 
@@ -37,10 +37,10 @@ def _package_answers() -> set[str]:
     """The reference answers of exercises 1 and 2 as a notebook would print them."""
     values = set()
     for rank in exercise_1.RANKS:
-        row = exercise_1.expected_row(rank)
-        values |= {f"{row['trainable']:,}", f"{row['total']:,}", str(int(row["total"]))}
-        values.add(f"{row['ratio']:.6f}")
-    reference = exercise_2.expected_values()
+        trainable, total = exercise_1._trainable_of(rank), exercise_1._total_of(rank)
+        values |= {f"{trainable:,}", f"{total:,}", str(total)}
+        values.add(f"{trainable / total:.6f}")
+    reference = exercise_2._bytes_of()
     for name in ("footprint_8bit", "footprint_4bit"):
         values |= {f"{reference[name]:,}", str(int(reference[name]))}
     values.add(f"{reference['ratio']:.3f}")
@@ -78,3 +78,19 @@ def test_run_all_on_an_untouched_release_shows_no_answer(course_grading):
         assert run.shown, f"{run.notebook}: the run showed nothing"
         shown = sorted(value for value in answers if value in run.shown)
         assert not shown, f"{run.notebook}: Run All shows answer values {shown}"
+
+
+def test_code_typed_at_each_marker_is_kept_and_graded(course_grading):
+    """The release with code typed at every `# YOUR CODE HERE` (tests/conftest.py: TYPED)."""
+    from conftest import WRITTEN
+
+    typed = course_grading["submissions"]["typed"]
+    results = typed.results
+    assert results["exercise_1"].score == 5, str(results["exercise_1"])
+    assert results["exercise_2"].attempted and results["exercise_2"].score == 1  # the ratio only
+    assert results["exercise_3"].score == 6, str(results["exercise_3"])
+    assert results["exercise_3"].max_score == 10 and results["exercise_3"].needs_review
+    (run,) = [r for r in typed.runs if r.master == "07_exercise_3"]
+    assert run.written["exercise_3"] == WRITTEN  # what the report and the review file show
+    (run,) = [r for r in typed.runs if r.master == "06_exercise_2"]
+    assert run.written["exercise_2"] == ""  # left as released: shown as (empty)

@@ -47,7 +47,7 @@ def test_canvas_header_points_row_and_scores(book):
     assert rows[1][0] == "Points Possible" and rows[1][-1] == "5"
     scores = {r[0]: r for r in rows[2:]}
     assert set(scores) == {"ada", "bob", "cy", "dee", "eve"}
-    assert scores["ada"][-1] == "5" and scores["bob"][-1] == "3"
+    assert scores["ada"][-1] == "5" and scores["bob"][-1] == "4"  # "only A" costs once
     assert scores["ada"][3] == "ada"  # without a roster the folder name is the SIS Login ID
 
 
@@ -62,7 +62,7 @@ def test_canvas_and_moodle_use_the_roster(tmp_path, book):
     assert canvas["Learner ada"][:5] == ["Learner ada", "100", "", "ada@uni", "S1"]
     moodle = _rows(moodle_csv(book, EXERCISES, table))
     assert moodle[0] == ["Email address", "LoRA exercise_1"]
-    assert ["bob@uni.example", "3"] in moodle
+    assert ["bob@uni.example", "4"] in moodle
 
 
 def test_roster_must_cover_every_submission(tmp_path, book):
@@ -98,7 +98,7 @@ def test_gradescope_results_one_test_per_item_with_its_hint():
     _check_results_schema(data)
     items = subs["bob"].results["exercise_1"].items
     assert [t["name"] for t in data["tests"]] == [f"exercise_1: {i.name}" for i in items]
-    assert data["score"] == sum(t["score"] for t in data["tests"]) == 3
+    assert data["score"] == sum(t["score"] for t in data["tests"]) == 4
     failed = [t for t, i in zip(data["tests"], items, strict=True) if not i.passed]
     assert [t["output"] for t in failed] == [i.hint for i in items if not i.passed]
     empty = gradescope_results(None, EXERCISES)

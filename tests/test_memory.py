@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lora_course import memory
+from lora_course import memory, training_memory
 from lora_course.params import available_model_configs, count_parameters, meta_model
 
 FACTS_PARAMETERS = {
@@ -109,7 +109,7 @@ def test_load_in_8bit_alone_keeps_the_other_layers_in_the_checkpoint_dtype():
     The embeddings, lm_head and norms stay fp32 (the tiny checkpoint's dtype) on the CPU."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from lora_course.checks.exercise_2 import expected_values, model_config
+    from lora_course.checks.exercise_2 import _bytes_of, model_config
     from lora_course.models import TINY_MODEL_DIR
 
     _, keep = model_config()  # the checkpoint's dtype: fp32 for the tiny model
@@ -121,7 +121,7 @@ def test_load_in_8bit_alone_keeps_the_other_layers_in_the_checkpoint_dtype():
             TINY_MODEL_DIR, quantization_config=quant, device_map="cpu"
         )
         assert model.model.embed_tokens.weight.dtype == keep
-        assert model.get_memory_footprint() == expected_values()[f"footprint_{bits}bit"]
+        assert model.get_memory_footprint() == _bytes_of()[f"footprint_{bits}bit"]
         fp = memory.weight_footprint(model.config, scheme, keep_dtype=keep)
         assert model.get_memory_footprint() == fp.footprint_bytes
 
@@ -191,11 +191,13 @@ def test_real_table_matches_facts_for_llama_3_1_8b():
 
 
 def test_training_estimate():
-    table = memory.qlora_training_estimate("Llama-3.1-8B", rank=8).set_index("component")
+    table = training_memory.qlora_training_estimate("Llama-3.1-8B", rank=8).set_index("component")
     assert table.loc["LoRA parameters", "bytes"] == 4 * 20_971_520  # FACTS: all seven, r=8
-    q_v = memory.qlora_training_estimate("Llama-3.1-8B", target_modules=("q_proj", "v_proj"))
+    q_v = training_memory.qlora_training_estimate(
+        "Llama-3.1-8B", target_modules=("q_proj", "v_proj")
+    )
     assert q_v.set_index("component").loc["LoRA parameters", "bytes"] == 4 * 3_407_872
-    without = memory.qlora_training_estimate("Llama-3.1-8B", gradient_checkpointing=False)
+    without = training_memory.qlora_training_estimate("Llama-3.1-8B", gradient_checkpointing=False)
     assert without["bytes"].sum() > table["bytes"].sum()
 
 
@@ -203,7 +205,7 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match=r"choose one of \['fp32'"):
         memory.weight_footprint("Llama-2-7B", "int4")
     with pytest.raises(ValueError, match="not decoder linear layers"):
-        memory.qlora_training_estimate("Llama-2-7B", target_modules=("query",))
+        training_memory.qlora_training_estimate("Llama-2-7B", target_modules=("query",))
 
 
 def test_memory_plot_has_lesson_and_real_bars():

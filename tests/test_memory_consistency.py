@@ -133,7 +133,7 @@ def test_every_saved_memory_figure_is_the_estimate(name):
 
 def test_one_setting_gives_one_number_across_notebooks():
     """Settings shown in more than one notebook: the same call, so the same figure."""
-    from lora_course.memory import qlora_training_estimate
+    from lora_course.training_memory import qlora_training_estimate
 
     assert qlora_training_estimate("Llama-3.1-8B")["gb"].sum() == pytest.approx(
         peak("Llama-3.1-8B", batch_size=1, seq_len=512)

@@ -24,7 +24,8 @@ def test_solution_becomes_placeholder_and_answer_names_become_none():
     student, changed = release_notebook(master_notebook())
     assert changed
     code = student.cells[2].source
-    assert code == f"rows = []\n{CODE_PLACEHOLDER}\ntable = None\nprint(len(rows))"
+    # the answer's placeholder above the marker: code typed at the marker is not overwritten
+    assert code == f"rows = []\ntable = None\n{CODE_PLACEHOLDER}\nprint(len(rows))"
     assert "LoRALayer(nn.Linear" not in "".join(_sources(student))
 
 
@@ -63,7 +64,23 @@ def test_solution_tag_replaces_whole_cell():
         ]
     )
     student, _ = release_notebook(nb)
-    assert _sources(student)[:2] == [f"{CODE_PLACEHOLDER}\ntable = None", TEXT_PLACEHOLDER]
+    assert _sources(student)[:2] == [f"table = None\n{CODE_PLACEHOLDER}", TEXT_PLACEHOLDER]
+
+
+def test_one_placeholder_per_answer_and_none_below_the_marker():
+    """A cell that sets its answers above the block gets no second `= None` after the marker."""
+    source = (
+        "table, best = None, None  # yours\n### BEGIN SOLUTION\ntable = make()\nbest = 2.0\n"
+        "### END SOLUTION\ntable"
+    )
+    nb = new_notebook(cells=[new_code_cell(source), new_code_cell(CHECK)])
+    student, _ = release_notebook(nb)
+    code = student.cells[0].source
+    assert code == f"table, best = None, None  # yours\n{CODE_PLACEHOLDER}\ntable"
+    typed = code.replace(CODE_PLACEHOLDER, "table = 42")
+    namespace = {}
+    exec(typed, namespace)
+    assert namespace["table"] == 42  # what was typed at the marker is kept
 
 
 def test_indented_block_stays_valid_python():

@@ -23,7 +23,9 @@ def test_item_table_counts_each_outcome_and_the_commonest_hint():
     assert len(items) == len(wrong)
     for row, item in zip(items.to_dict("records"), wrong, strict=True):
         counts = (row["passed"], row["failed"], row["not attempted"], row["review"])
-        if item.passed:
+        if item.depends:  # the ratio of their own wrong columns: counted once, not as a failure
+            assert counts == (1, 0, 2, 0) and row["depends on the item above"] == 2
+        elif item.passed:
             assert counts == (3, 0, 2, 0) and row["common failures"] == []
         else:
             assert counts == (1, 2, 2, 0)
@@ -39,7 +41,12 @@ def test_review_table_lists_the_answers_waiting_for_an_instructor():
     )
     frame = review_table([*small_class(), waiting])
     assert frame.to_dict("records") == [
-        {"submission": "fay", "exercise": "exercise_1", "items": "why is the ratio small?"}
+        {
+            "submission": "fay",
+            "exercise": "exercise_1",
+            "items": "why is the ratio small?",
+            "written answer": "(empty)",  # nothing written: marked, not shown as an answer
+        }
     ]
 
 

@@ -56,7 +56,7 @@ def test_merge_joins_shards_into_the_whole_class(tmp_path):
     parts = [read_record(tmp_path / f"p{k}.json") for k in (3, 1, 2)]
     meta, merged = merge_records(parts)
     assert [s.name for s in merged] == sorted(s.name for s in subs)
-    assert [s.results["exercise_1"].score for s in merged] == [5, 3, 3, 0, 0]
+    assert [s.results["exercise_1"].score for s in merged] == [5, 4, 4, 0, 0]
     assert meta["shard"] == [1, 1]
 
 

@@ -319,7 +319,7 @@ def test_gpu_sizes_are_binary_and_a_thin_spare_is_borderline():
 
 
 def test_the_thin_estimate_of_notebook_02_is_training_memory():
-    from lora_course.memory import qlora_training_estimate
+    from lora_course.training_memory import qlora_training_estimate
 
     for settings in ({}, {"batch_size": 4, "seq_len": 1024}, {"gradient_checkpointing": False}):
         old = qlora_training_estimate("Llama-2-7B", **settings)["bytes"].sum()

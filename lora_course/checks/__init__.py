@@ -26,7 +26,14 @@ import pkgutil
 from collections.abc import Mapping
 from typing import Any
 
-from lora_course.checks.core import NOT_ATTEMPTED, CheckItem, CheckResult, Exercise, Feedback
+from lora_course.checks.core import (
+    NOT_ATTEMPTED,
+    CheckItem,
+    CheckResult,
+    Depends,
+    Exercise,
+    Feedback,
+)
 
 __all__ = [
     "after_check",
@@ -37,6 +44,7 @@ __all__ = [
     "get_exercise",
     "CheckItem",
     "CheckResult",
+    "Depends",
     "Exercise",
     "Feedback",
     "NOT_ATTEMPTED",

@@ -15,7 +15,12 @@ An exercise module declares what it expects and how each item is checked::
 Items run in order with the same ``answers`` dict (every declared name is present; a missing one
 is ``None``). ``EXERCISE.prepare`` may turn the raw answers into something easier to check (or
 raise ``Feedback`` once for the whole exercise). An item declared with ``review=True`` is not
-scored automatically: it is listed for an instructor, and the result's ``needs_review`` is set.
+scored automatically: it is listed for an instructor, and the result's ``needs_review`` is set;
+its points count in ``max_score`` and are earned when a person records them
+(:meth:`CheckResult.with_review`). An item whose outcome follows from an item above returns (or
+raises) :class:`Depends`: it shows as "depends on the item above", not as a failure, and with
+``credit=True`` (consistent with the learner's own earlier answer) it keeps its points, so one
+mistake costs once.
 
 Nothing here raises on a learner's answer: a check that crashes is reported as a failed item
 that needs review, so a batch grader always gets a result.
@@ -28,9 +33,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["CheckItem", "CheckResult", "Exercise", "Feedback", "NOT_ATTEMPTED", "as_table"]
+__all__ = ["CheckItem", "CheckResult", "Depends", "Exercise", "Feedback", "as_table"]
+__all__ += ["DEPENDS", "NOT_ATTEMPTED"]
 
 NOT_ATTEMPTED = "not attempted"
+DEPENDS = "depends on the item above"
 
 
 class Feedback(Exception):  # noqa: N818 - it is a message for the learner, not an error
@@ -41,13 +48,26 @@ class Feedback(Exception):  # noqa: N818 - it is a message for the learner, not 
         self.hint = hint
 
 
+class Depends(Feedback):
+    """An item's outcome follows from an item above: shown as such, not as a failure.
+
+    ``credit``: the answer is right given the learner's own earlier (wrong) values, so the item
+    keeps its points; otherwise it scores 0 but is not counted as a mistake of its own.
+    """
+
+    def __init__(self, hint: str = "", credit: bool = False):
+        super().__init__(hint)
+        self.credit = credit
+
+
 @dataclass(frozen=True)
 class CheckItem:
     """One line of a check report. ``points`` are earned, ``max_points`` available.
 
     ``scored`` is False for an item left to an instructor (a written answer): it does not count
     in ``score``/``max_score``. ``needs_review`` asks a human to look (a written answer, or a
-    check that could not run on this answer).
+    check that could not run on this answer). ``depends``: the outcome follows from an item
+    above (:class:`Depends`); it is not a mistake of its own.
     """
 
     name: str
@@ -57,11 +77,14 @@ class CheckItem:
     hint: str = ""
     needs_review: bool = False
     scored: bool = True
+    depends: bool = False
 
     @property
     def status(self) -> str:
         if self.needs_review:
             return "review"
+        if self.depends:
+            return "depends"
         return "pass" if self.passed else "FAIL"
 
 
@@ -74,12 +97,25 @@ def _points(item: CheckItem) -> str:
     return f"{earned}/{_fmt(item.max_points)}"
 
 
+def _reviewed(item: CheckItem, points: float, comment: str = "") -> CheckItem:
+    if not 0 <= points <= item.max_points:
+        raise ValueError(
+            f"{item.name!r}: review points must lie between 0 and {_fmt(item.max_points)}, "
+            f"got {points:g}"
+        )
+    hint = f"reviewed: {comment}" if comment else "reviewed"
+    return CheckItem(item.name, points == item.max_points, points, item.max_points, hint,
+                     needs_review=False, scored=True)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class CheckResult:
     """What ``check`` returns: a report in Jupyter, plain data for a grader.
 
-    ``score``/``max_score`` count the automatically scored items, so ``max_score`` is the same
-    for every submission; items left to an instructor are listed but not scored.
+    ``score`` counts the automatically scored items and the review points a person recorded
+    (:meth:`with_review`); ``max_score`` counts every item, those left to a person included, so
+    it is the same for every submission. ``auto_score``/``auto_max`` count the automatic items
+    only (what ``check`` can say before a person reads the written answers).
     """
 
     exercise_id: str
@@ -94,7 +130,28 @@ class CheckResult:
 
     @property
     def max_score(self) -> float:
-        return sum(i.max_points for i in self.items if i.scored)
+        return sum(i.max_points for i in self.items)
+
+    @property
+    def auto_max(self) -> float:
+        """The points the automatic items can give (the written answers' left out)."""
+        return sum(i.max_points for i in self.items if not (i.needs_review and not i.scored))
+
+    def with_review(self, points: Mapping[str, float], comments: Mapping[str, str] = ()):
+        """A copy with the items that wait for a person (written answers, items a timed-out run
+        lost), named in ``points`` (item name -> points), scored."""
+        comments = dict(comments or {})
+        names = {i.name for i in self.items if not i.scored or i.needs_review}
+        unknown = sorted(set(points) - names)
+        if unknown:
+            raise ValueError(
+                f"{self.exercise_id}: no review item named {unknown}; review items: {sorted(names)}"
+            )
+        items = tuple(
+            _reviewed(i, float(points[i.name]), comments.get(i.name, "")) if i.name in points else i
+            for i in self.items
+        )
+        return CheckResult(self.exercise_id, self.title, items, self.attempted, self.notes)
 
     @property
     def needs_review(self) -> bool:
@@ -103,7 +160,8 @@ class CheckResult:
     @property
     def passed(self) -> bool:
         """Full marks on every automatically checked item."""
-        return self.attempted and self.score == self.max_score
+        auto = [i for i in self.items if i.scored]
+        return self.attempted and all(i.points == i.max_points for i in auto)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: exercise_id, title, score, max_score, attempted, needs_review, items."""
@@ -133,7 +191,9 @@ class CheckResult:
         score = f"{_fmt(self.score)}/{_fmt(self.max_score)}"
         if not self.attempted:
             return f"{self.exercise_id}: {NOT_ATTEMPTED} ({score})"
-        extra = ", needs an instructor's review" if self.needs_review else ""
+        waiting = sum(i.max_points for i in self.items if not i.scored)
+        extra = f", {_fmt(waiting)} more points after a person's review" if waiting else ""
+        extra += ", needs an instructor's review" if self.needs_review and not waiting else ""
         return f"{self.exercise_id}: {score}{extra}"
 
     def _status(self, item: CheckItem) -> str:
@@ -151,7 +211,7 @@ class CheckResult:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        colour = {"pass": "#1a7f37", "FAIL": "#cf222e", "review": "#9a6700"}
+        colour = {"pass": "#1a7f37", "FAIL": "#cf222e", "review": "#9a6700", "depends": "#57606a"}
         rows = []
         for i in self.items:
             status = f'<b style="color:{colour[i.status]}">{self._status(i)}</b>'
@@ -229,6 +289,7 @@ class Exercise:
                 first_hint if k == 0 else rest_hint,
                 needs_review=s.review and attempted,  # nothing to review in a missing answer
                 scored=not s.review,
+                depends=attempted and k > 0 and not s.review,  # one mistake, counted once
             )
             for k, s in enumerate(self._items)
         )
@@ -254,7 +315,7 @@ class Exercise:
             try:
                 values = self._prepare(values)
             except Feedback as fb:
-                items = self._all_failed(fb.hint, "fix the item above first", attempted=True)
+                items = self._all_failed(fb.hint, DEPENDS, attempted=True)
                 return CheckResult(self.id, self.title, items, notes=tuple(notes))
             except Exception as exc:  # a checker bug must not cost the learner a result
                 hint = f"the checker could not read this answer ({type(exc).__name__}: {exc})"
@@ -278,13 +339,17 @@ class Exercise:
         try:
             outcome = spec.fn(values)
         except Feedback as fb:
-            outcome = fb.hint
+            outcome = fb if isinstance(fb, Depends) else fb.hint
         except Exception as exc:  # a checker bug: fail, and ask a human to look
             hint = f"the checker could not check this ({type(exc).__name__}: {exc})"
             return CheckItem(spec.name, False, 0, spec.points, hint, True, not spec.review)
         if spec.review:
             note = outcome if isinstance(outcome, str) else ""
             return CheckItem(spec.name, False, 0, spec.points, note, True, scored=False)
+        if isinstance(outcome, Depends):
+            hint = f"{DEPENDS}: {outcome.hint}" if outcome.hint else DEPENDS
+            earned = spec.points if outcome.credit else 0
+            return CheckItem(spec.name, outcome.credit, earned, spec.points, hint, depends=True)
         if outcome is None or outcome is True:
             return CheckItem(spec.name, True, spec.points, spec.points)
         hint = outcome if isinstance(outcome, str) and outcome else "not correct yet"

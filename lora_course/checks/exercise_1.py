@@ -13,16 +13,18 @@ extends ``LoRALayer`` with a method that counts the layer's own parameters):
 - ``ratio`` = trainable / total, a fraction (0.0039), not a percentage (0.39).
 
 The expected numbers come from the formulas above, not from ``LoRALayer``, so the check is also a
-reference check on the package. A wrong value gets the hint for the mistake it matches.
+reference check on the package. A wrong value gets the hint for the mistake it matches; no hint
+states a formula or a value. No function here returns the answer: the references live inside
+the items, which return only a verdict and a hint (the grader runs them in its own process).
 """
 
 from __future__ import annotations
 
 import math
 
-from lora_course.checks.core import Exercise, Feedback, as_table
+from lora_course.checks.core import Depends, Exercise, Feedback, as_table
 
-__all__ = ["EXERCISE", "D", "RANKS", "COLUMNS", "expected_row"]
+__all__ = ["EXERCISE", "D", "RANKS", "COLUMNS"]
 
 D = 4096
 RANKS = (4, 8, 16, 32)
@@ -44,12 +46,6 @@ def _trainable_of(rank: int) -> int:
 
 def _total_of(rank: int) -> int:
     return D * D + D + _trainable_of(rank)  # frozen weight + frozen bias + adapter
-
-
-def expected_row(rank: int) -> dict[str, float]:
-    """The reference row for ``LoRALayer(nn.Linear(4096, 4096), rank=rank)``."""
-    trainable, total = _trainable_of(rank), _total_of(rank)
-    return {"rank": rank, "trainable": trainable, "total": total, "ratio": trainable / total}
 
 
 @EXERCISE.prepare
@@ -84,12 +80,11 @@ def _numbers(frame, column: str):
     import pandas as pd
 
     if column not in frame.columns:
-        raise Feedback(f"add a column named {column!r} first")
+        raise Depends(f"the table has no column {column!r}")
     values = pd.to_numeric(frame[column], errors="coerce")
     if values.isna().any():
         raise Feedback(
-            f"column {column!r} must hold numbers for every row (write 65536, not '65,536' "
-            "or '0.39%')"
+            f"column {column!r} must hold numbers for every row (write 65536, not '65,536' or '5%')"
         )
     return values
 
@@ -140,8 +135,8 @@ def _check_trainable(answers):
         _by_rank(answers, "trainable"),
         {
             "correct": _trainable_of,
-            "you counted only A (r x 4096) or only B (4096 x r); LoRA trains both, "
-            "so trainable = 4096*r + r*4096": lambda r: D * r,
+            "you counted only one of the two adapter matrices; LoRA trains both A and "
+            "B": lambda r: D * r,
             "you counted the bias as trainable: the lesson's class freezes only original.weight, "
             "but lora_course.LoRALayer freezes the whole original layer (weight and bias). "
             "Count what requires_grad says, from the layer's own parameters": lambda r: (
@@ -188,18 +183,26 @@ def _check_ratio(answers):
         frame_rows = {r: mine_t[r] / mine_total[r] for r in mine_t if mine_total.get(r)}
     except Feedback:
         pass
+    ratios = _by_rank(answers, "ratio")
+    if frame_rows and any(
+        not _close(v, _ratio_of(t, total)(r), RATIO_RTOL) for r, v in ratios.items()
+    ):
+        if all(_close(v, frame_rows.get(r, math.nan), RATIO_RTOL) for r, v in ratios.items()):
+            raise Depends(
+                "your ratio is your trainable / your total, as it should be; it will be right "
+                "once those columns are",
+                credit=True,
+            )
     return _diagnose(
-        _by_rank(answers, "ratio"),
+        ratios,
         {
             "correct": _ratio_of(t, total),
-            "the ratio follows your trainable and total columns; fix those (see above) and it "
-            "will follow": lambda r: frame_rows.get(r, math.nan),
-            "the ratio is a percentage; give a fraction (0.0039, not 0.39)": lambda r: (
+            "the ratio is a percentage; give it as a fraction (divide by 100)": lambda r: (
                 100 * t(r) / total(r)
             ),
             "the ratio divides by the base layer without the adapter; divide by the total, "
             "which includes it": _ratio_of(t, lambda r: D * D + D),
-            "the ratio divides by the base weight alone (the lesson's 0.39 % for a d x d "
+            "the ratio divides by the base weight alone (the lesson's percentage for a d x d "
             "matrix); divide by the total of the wrapped layer": _ratio_of(t, lambda r: D * D),
             "the ratio is the lesson's percentage of the base weight alone; give trainable / "
             "total as a fraction": lambda r: 100 * t(r) / (D * D),

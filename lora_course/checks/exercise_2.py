@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
-from lora_course.checks.core import Exercise, Feedback
+from lora_course.checks.core import Depends, Exercise, Feedback
 
-__all__ = ["EXERCISE", "RATIO_ATOL", "allowed_model", "expected_values", "model_config"]
+__all__ = ["EXERCISE", "RATIO_ATOL", "allowed_model", "model_config"]
 
 RATIO_ATOL = 0.005  # a ratio rounded to two decimals still passes
 
@@ -94,8 +94,10 @@ def model_config(model=None):
 
 
 @functools.lru_cache(maxsize=8)
-def expected_values(model=None) -> dict[str, float]:
+def _bytes_of(model=None) -> dict[str, float]:
     """The reference bytes for ``model`` (default the tiny Llama), from the footprint calculator.
+
+    Private on purpose, and not the learner's tool: the items return only a verdict and a hint.
 
     Keys: ``footprint_8bit``, ``footprint_4bit``, ``ratio`` (the answers), and for the hints
     ``fp32``, ``bf16`` (unquantized), ``int8_16bit``, ``nf4_16bit`` (kept layers 16-bit),
@@ -129,7 +131,7 @@ def _reference(answers: dict) -> dict:
     model = answers["model"]
     if model is not None and not isinstance(model, str | Path):
         raise Feedback(f"`model` should be the name or folder of the model, got {model!r:.60}")
-    expected_values(None if model is None else str(model))  # a Feedback here names the model
+    _bytes_of(None if model is None else str(model))  # a Feedback here names the model
     return {**answers, "model": None if model is None else str(model)}
 
 
@@ -152,7 +154,7 @@ def _number(answers: dict, name: str) -> float:
 
 def _footprint_hints(value: float, name: str, bits: str, model) -> str | None:
     """None if ``value`` is the right byte count; else the hint of the mistake it matches."""
-    ref = expected_values(model)
+    ref = _bytes_of(model)
     right = ref[name]
     if value == right:
         return None
@@ -215,7 +217,7 @@ def _check_4bit(answers):
 
 
 def _why_not_two(model) -> str:
-    ref = expected_values(model)
+    ref = _bytes_of(model)
     width = ref["keep_bytes"]
     kept = ref["kept_parameters"] * width  # the same in both models
     return (
@@ -230,7 +232,7 @@ def _why_not_two(model) -> str:
 
 @EXERCISE.item("ratio = footprint_8bit / footprint_4bit")
 def _check_ratio(answers):
-    ref = expected_values(answers["model"])
+    ref = _bytes_of(answers["model"])
     ratio = _number(answers, "ratio")
     if math.isclose(ratio, ref["ratio"], abs_tol=RATIO_ATOL):
         return None
@@ -258,8 +260,13 @@ def _check_ratio(answers):
             "this compares a 16-bit model with the 4-bit one; the exercise compares the 8-bit "
             "model with the 4-bit one",
         ),
-        (mine, "the ratio follows your footprints; fix those (see above) and it will follow"),
     ]
+    if mine is not None and math.isclose(ratio, mine, abs_tol=RATIO_ATOL):
+        raise Depends(
+            "your ratio is your footprint_8bit / your footprint_4bit, as it should be; it will "
+            "be right once those are",
+            credit=True,
+        )
     for target, hint in known:
         if target is not None and math.isclose(ratio, target, abs_tol=RATIO_ATOL):
             return hint

@@ -12,7 +12,12 @@
 - ``NAME-canvas.csv`` and ``NAME-moodle.csv``: for a learning platform
   (:mod:`lora_course.classroom.lms`);
 - ``NAME-results.json``: the full record a regrade or a merge reads
-  (:mod:`lora_course.classroom.record`).
+  (:mod:`lora_course.classroom.record`);
+- ``NAME-review.csv``: the items waiting for a person, with what the learner wrote; the points
+  filled in there are merged into every file above (:mod:`lora_course.classroom.review`).
+
+Each exercise's maximum includes the points a person gives (a written answer); until they are
+recorded, the score holds what the checks gave.
 
 Every file is written to a temporary name and moved into place with ``os.replace``, so a crash
 leaves the previous version whole. Everything written comes from the grader's own results.
@@ -66,12 +71,24 @@ def gradebook(submissions: Iterable[Submission], exercise_ids: list[str]) -> pd.
     return pd.DataFrame(rows, columns=columns)
 
 
-def feedback_text(sub: Submission) -> str:
-    """The feedback a learner reads: status, each notebook's run, each check with its hints."""
+def feedback_text(sub: Submission, exercise_ids: list[str] | None = None) -> str:
+    """The feedback a learner reads: status, each notebook's run, each check with its hints.
+
+    With ``exercise_ids`` the total is out of every exercise, and those not submitted are named.
+    """
+    from lora_course.checks import run_checks
+
     results = sub.results
-    total = sum(r.score for r in results.values())
-    most = sum(r.max_score for r in results.values())
+    ids = list(exercise_ids) if exercise_ids is not None else sorted(results)
+    total = sum(results[ex].score for ex in ids if ex in results)
+    most = sum((results[ex] if ex in results else run_checks(ex, {})).max_score for ex in ids)
     lines = [f"Feedback for {sub.name}", f"Score: {_fmt(total)}/{_fmt(most)}"]
+    missing = [ex for ex in ids if ex not in results]
+    if missing:
+        lines.append(f"Not submitted (0 points): {', '.join(missing)}.")
+    waiting = sum(i.max_points for r in results.values() for i in r.items if not i.scored)
+    if waiting:
+        lines.append(f"{_fmt(waiting)} of the points wait for a person to read your answers.")
     if sub.status != "ok" or not sub.runs:
         lines.append(f"Status: {sub.status}. {sub.message}".rstrip())
     for run in sub.runs:
@@ -173,14 +190,18 @@ def write_outputs(
     from lora_course.classroom.lms import canvas_csv, moodle_csv
     from lora_course.classroom.record import record_path, to_record, write_record
     from lora_course.classroom.report import report_html
+    from lora_course.classroom.review import apply_reviews, read_reviews, review_csv, review_path
 
     out = Path(out).resolve()
+    reviews = review_path(out)
+    apply_reviews(submissions, read_reviews(reviews))  # the points a person recorded
+    _atomic_write(reviews, utf8(review_csv(submissions, reviews)))
     book = gradebook(submissions, exercise_ids)
     stem = out.with_suffix("")
     feedback_dir = stem.parent / f"{stem.name}-feedback"
     for sub, file in zip(submissions, feedback_names([s.name for s in submissions]), strict=True):
         try:
-            text = feedback_text(sub)
+            text = feedback_text(sub, exercise_ids)
         except Exception as exc:  # noqa: BLE001 -- one learner's feedback, not the class's
             why = type(exc).__name__
             text = f"Feedback for {sub.name}\nThe grader could not write it ({why}).\n"
@@ -191,7 +212,7 @@ def write_outputs(
     buffer = io.BytesIO()
     plot_totals(book).savefig(buffer, format="png", dpi=100)
     _atomic_write(png, buffer.getvalue())
-    paths = {"feedback": feedback_dir, "summary": summary_path, "plot": png}
+    paths = {"feedback": feedback_dir, "summary": summary_path, "plot": png, "review": reviews}
     paths["report"] = stem.parent / f"{stem.name}-report.html"
     _atomic_write(paths["report"], utf8(report_html(submissions, exercise_ids)))
     paths["canvas"] = stem.parent / f"{stem.name}-canvas.csv"

@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
+import os
 import secrets
 import shutil
 import subprocess
@@ -65,6 +67,8 @@ from lora_course.classroom.submissions import (
 
 __all__ = [
     "STATUSES",
+    "CELL_TIMEOUT",
+    "TIMEOUT",
     "NotebookRun",
     "Submission",
     "run_notebook",
@@ -86,6 +90,11 @@ _LIMIT_ERRORS = (
 _TIMEOUT_ENAME = "CellTimeoutError"
 _LOG = logging.getLogger(__name__)  # nbclient's timeout messages; the results carry them too
 _LOG.addHandler(logging.NullHandler())
+# The largest sweep exercise 3 allows (18 runs of 60 steps at batch 8, or the same budget in
+# fewer, longer runs) took 90 s in one cell while grading with --jobs 2 on this 2-core machine
+# under load; a 2-core laptop is no slower. Both limits leave about three times that.
+CELL_TIMEOUT = 300.0
+TIMEOUT = 600.0
 
 
 @dataclass
@@ -104,6 +113,7 @@ class NotebookRun:
     # The text the run's cells showed (streams, plain text, HTML; no images), for a person or a
     # test looking into a run; not written to the results record, which keeps scores only.
     shown: str = field(default="", repr=False)
+    written: dict[str, str] = field(default_factory=dict)  # exercise -> written answer ("" empty)
 
 
 @dataclass
@@ -204,8 +214,13 @@ async def _execute_in(
         resources={"metadata": {"path": str(workdir)}},  # the kernel's cwd is the copy
     )
     # The kernel's own stdout/stderr (not its cells' outputs) would land in the grader's terminal.
+    from lora_course.checks.exercise_3 import IN_GRADER
+
+    # The learner-side check leaves its re-runs to the grader (sandboxed kernels get the variable
+    # from lora_course.classroom.sandbox; bwrap clears the rest of the environment).
+    env = {**os.environ, IN_GRADER: "1"}
     async with client.async_setup_kernel(
-        cleanup_kc=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        cleanup_kc=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
     ):
         for index, cell in enumerate(nb.cells):
             await client.async_execute_cell(cell, index)
@@ -317,9 +332,12 @@ def run_notebook(
         run.status, run.message = _limit_hit(run, limits)
     values, run.notes = read_answers(answers_file, list(expressions))
     run.notes = [printable(n) for n in run.notes]
+    run.written = written_answers(nb, master)
     for ex, names in master.exercises.items():
         answers = {name: values[f"{ex}:{name}"] for name in names}
         run.results[ex] = _check_within(ex, answers, CHECK_TIMEOUT, run)
+        if run.status == "timeout":
+            run.results[ex] = _flag_for_review(run.results[ex], run.message)
     return run
 
 
@@ -368,13 +386,60 @@ def _check_within(exercise_id: str, answers: dict, seconds: float, run: Notebook
     return run_checks(exercise_id, {})
 
 
+@functools.lru_cache(maxsize=16)
+def _answer_cells(master_path: Path) -> tuple[tuple[str, frozenset], ...]:
+    """(cell id, the released cell's own lines) of each written-answer cell of a master."""
+    from lora_course.classroom.release import BEGIN, SOLUTION_TAG, release_notebook
+
+    master = nbformat.read(master_path, as_version=4)
+    student, _ = release_notebook(master, master_path.name)
+    released = {c.get("id"): c.source for c in student.cells}
+    return tuple(
+        (c.get("id"), frozenset(released.get(c.get("id"), "").splitlines()))
+        for c in master.cells
+        if c.cell_type == "markdown"
+        and (BEGIN in c.source or SOLUTION_TAG in c.get("metadata", {}).get("tags", []))
+    )
+
+
+def written_answers(nb, master: Master) -> dict[str, str]:
+    """{exercise id: what the learner wrote in the master's written-answer cells} ("" if empty).
+
+    The cells are found by id (the release keeps them); the released cell's own lines (its
+    heading, the placeholder) are left out, so an untouched cell reads as "".
+    """
+    cells = {c.get("id"): c for c in nb.cells if c.get("cell_type") == "markdown"}
+    texts = []
+    for cell_id, given in _answer_cells(master.path):
+        cell = cells.get(cell_id)
+        if cell is not None:
+            lines = [line for line in str(cell.source).splitlines() if line not in given]
+            texts.append("\n".join(lines).strip())
+    text = "\n\n".join(t for t in texts if t)[:20_000]
+    return dict.fromkeys(master.exercises, text)
+
+
+def _flag_for_review(result: CheckResult, why: str) -> CheckResult:
+    """A timed-out notebook's result: every item it lost waits for a person, not a silent 0."""
+    from dataclasses import replace
+
+    items = tuple(
+        replace(i, needs_review=True, hint=f"{why}: a person decides. {i.hint}".strip())
+        if i.scored and not i.passed
+        else i
+        for i in result.items
+    )
+    note = f"{why}; the items it lost wait for an instructor's review"
+    return CheckResult(result.exercise_id, result.title, items, True, (*result.notes, note))
+
+
 def grade_submission(
     name: str,
     path: Path,
     notebooks: list[Path],
     masters: list[Master],
-    cell_timeout: float = 60,
-    timeout: float = 300,
+    cell_timeout: float = CELL_TIMEOUT,
+    timeout: float = TIMEOUT,
     sandbox: bool = True,
     limits: Limits | None = None,
 ) -> Submission:
@@ -461,7 +526,13 @@ def prepare_grader(masters: list[Master]) -> None:
         "jupyter_client.manager",
     ):
         importlib.import_module(module)
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+    from transformers import (  # noqa: F401
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        BitsAndBytesConfig,
+    )
+    from transformers.utils import logging  # noqa: F401
 
     for ex in sorted({ex for m in masters for ex in m.exercises}):
         run_checks(ex, {})  # each exercise's module and the names it imports lazily
@@ -472,8 +543,8 @@ def grade(
     submissions: str | Path,
     masters: list[Master],
     jobs: int = 1,
-    cell_timeout: float = 60,
-    timeout: float = 300,
+    cell_timeout: float = CELL_TIMEOUT,
+    timeout: float = TIMEOUT,
     on_done: Callable[[Submission], None] | None = None,
     sandbox: bool = True,
     shard: tuple[int, int] = (1, 1),

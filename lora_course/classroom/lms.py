@@ -29,6 +29,13 @@ learner named ``=HYPERLINK(...)`` is text in the platform's spreadsheet, not a f
 ``execution_time``, ``output`` and ``tests``; one test per check item with ``name``, ``score``,
 ``max_score``, ``output`` (its hint) and ``visibility``. The bundle is in
 :mod:`lora_course.classroom.gradescope`.
+
+**Points a person gives** (a written answer; :mod:`lora_course.classroom.review`) are in every
+maximum: Canvas' ``Points Possible`` row and each exercise's column on Moodle hold them, and the
+score columns hold them once recorded in ``NAME-review.csv`` (re-export after ``python -m
+lora_course review``). On Gradescope, which runs the autograder per submission and never sees
+that file, each written answer is a test worth its points, scored 0 and marked "an instructor
+will read this answer": the instructor gives those points on Gradescope itself.
 """
 
 from __future__ import annotations
@@ -139,7 +146,7 @@ def gradescope_results(sub: Submission | None, exercise_ids: list[str], seconds:
                 {
                     "name": f"{ex}: {item.name}",
                     "score": float(item.points) if item.scored else 0.0,
-                    "max_score": float(item.max_points) if item.scored else 0.0,
+                    "max_score": float(item.max_points),  # a written answer's points included
                     "output": output,
                     "visibility": "visible",
                 }
@@ -149,7 +156,7 @@ def gradescope_results(sub: Submission | None, exercise_ids: list[str], seconds:
     else:
         from lora_course.classroom.gradebook import feedback_text
 
-        message = printable(feedback_text(sub))
+        message = printable(feedback_text(sub, exercise_ids))
     return {
         "score": float(sum(t["score"] for t in tests)),
         "execution_time": int(seconds),

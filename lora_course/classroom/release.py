@@ -6,9 +6,11 @@ see with these conventions:
 
 - **Solution code**: lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` in a code
   cell (the markers on lines of their own, any indentation). The block becomes
-  ``# YOUR CODE HERE`` followed by ``name = None`` for every answer name the block assigns, so a
-  later ``check("exercise_1", table=table)`` runs and reports "not attempted" instead of a
-  ``NameError``. A block inside a function or loop that assigns no answer gets ``pass``. The
+  ``# YOUR CODE HERE``, preceded by ``name = None`` for every answer name the block assigns and
+  the cell does not already set above the block (one placeholder per answer, never after the
+  marker, so code typed at the marker is kept), so a later ``check("exercise_1", table=table)``
+  runs and reports "not attempted" instead of a ``NameError``. A block inside a function or loop
+  that assigns no answer gets ``pass``. The
   answer names are the variables passed to ``check(...)`` in the notebook, plus the names each
   of its exercises declares (``lora_course.checks.expected_answers``).
 - **Written answers**: the same markers in a markdown cell; the block becomes
@@ -150,10 +152,23 @@ def _assigned_names(block: list[str]) -> list[str]:
     return names
 
 
-def _code_placeholder(block: list[str], indent: str, answers: Iterable[str]) -> list[str]:
+def _bound_by(lines: list[str]) -> set[str]:
+    """Names that ``lines`` assign (``a = ...``, ``a, b = ...``): the cell's own placeholders."""
+    names = set()
+    for line in lines:
+        m = re.match(r"\s*([A-Za-z_][\w\s,]*?)\s*=(?!=)", line)
+        if m:
+            names.update(n.strip() for n in m.group(1).split(",") if n.strip().isidentifier())
+    return names
+
+
+def _code_placeholder(
+    block: list[str], indent: str, answers: Iterable[str], above: list[str] = ()
+) -> list[str]:
     assigned = _assigned_names(block)
-    nones = [name for name in answers if name in assigned]
-    lines = [indent + CODE_PLACEHOLDER] + [f"{indent}{name} = None" for name in nones]
+    already = _bound_by(list(above))
+    nones = [name for name in answers if name in assigned and name not in already]
+    lines = [f"{indent}{name} = None" for name in nones] + [indent + CODE_PLACEHOLDER]
     if indent and not nones:
         lines.append(indent + "pass")  # keep an enclosing def/for/if syntactically whole
     return lines
@@ -181,7 +196,7 @@ def _strip_blocks(source: str, where: str, code: bool, answers: list[str]) -> tu
                     f"{where}, line {number}: {END} without a {BEGIN} above it in the same cell"
                 )
             if code:
-                out.extend(_code_placeholder(block, indent, answers))
+                out.extend(_code_placeholder(block, indent, answers, out))
             else:
                 out.append(indent + TEXT_PLACEHOLDER)
             block = None

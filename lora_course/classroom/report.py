@@ -46,6 +46,8 @@ def item_table(subs: list[Submission], exercise_ids: list[str]) -> pd.DataFrame:
                     counts["not attempted"] += 1
                 elif mine.needs_review:
                     counts["review"] += 1
+                elif mine.depends:  # a follow-on of the item above: not a mistake of its own
+                    counts["depends on the item above"] += 1
                 elif mine.passed:
                     counts["passed"] += 1
                 else:
@@ -55,9 +57,10 @@ def item_table(subs: list[Submission], exercise_ids: list[str]) -> pd.DataFrame:
                 {
                     "exercise": ex,
                     "item": item.name,
-                    "points": item.max_points if item.scored else 0.0,
+                    "points": item.max_points,
                     "passed": counts["passed"],
                     "failed": counts["failed"],
+                    "depends on the item above": counts["depends on the item above"],
                     "not attempted": counts["not attempted"],
                     "review": counts["review"],
                     "common failures": hints.most_common(_TOP_HINTS),
@@ -67,14 +70,25 @@ def item_table(subs: list[Submission], exercise_ids: list[str]) -> pd.DataFrame:
 
 
 def review_table(subs: list[Submission]) -> pd.DataFrame:
-    """The submissions with answers an instructor must read: name, exercise, items."""
+    """The answers an instructor must read: name, exercise, items, and what the learner wrote
+    (``(empty)`` when the answer cell was left as released)."""
+    from lora_course.classroom.review import EMPTY
+
     rows = []
     for sub in subs:
         for ex, result in sorted(sub.results.items()):
             waiting = [i.name for i in result.items if i.needs_review]
             if waiting:
-                rows.append({"submission": sub.name, "exercise": ex, "items": "; ".join(waiting)})
-    return pd.DataFrame(rows, columns=["submission", "exercise", "items"])
+                written = next((r.written.get(ex) for r in sub.runs if r.written.get(ex)), "")
+                rows.append(
+                    {
+                        "submission": sub.name,
+                        "exercise": ex,
+                        "items": "; ".join(waiting),
+                        "written answer": written or EMPTY,
+                    }
+                )
+    return pd.DataFrame(rows, columns=["submission", "exercise", "items", "written answer"])
 
 
 def score_figure(subs: list[Submission], exercise_ids: list[str]):
@@ -85,7 +99,7 @@ def score_figure(subs: list[Submission], exercise_ids: list[str]):
     fig = Figure(figsize=(3.6 * max(len(exercise_ids), 1), 3.4), layout="constrained")
     axes = fig.subplots(1, max(len(exercise_ids), 1), squeeze=False)[0]
     for ax, ex in zip(axes, exercise_ids, strict=False):
-        top = sum(i.max_points for i in _items(ex) if i.scored)
+        top = sum(i.max_points for i in _items(ex))  # a person's points included
         scores = [sub.results[ex].score if ex in sub.results else 0.0 for sub in subs]
         bins = [x - 0.5 for x in range(int(top) + 2)] if top <= 40 else 20
         ax.hist(scores, bins=bins, color="#4c72b0", edgecolor="white")
@@ -145,9 +159,13 @@ def report_html(subs: list[Submission], exercise_ids: list[str], title: str = ""
         f'{_png(score_figure(subs, exercise_ids))}">',
         "<h2>Each check item</h2>",
         "<p>Not attempted: the exercise notebook was missing, did not run, or its answer "
-        "was left empty. The hints are those of the most common failures, with counts.</p>",
+        "was left empty. Depends on the item above: the item follows from a mistake counted "
+        "above it, not a failure of its own. The hints are those of the most common failures, "
+        "with counts.</p>",
         _table(items, "no exercises"),
         "<h2>Waiting for review</h2>",
+        "<p>Record the points in the gradebook's <code>-review.csv</code>, then run "
+        "<code>python -m lora_course review GRADEBOOK.csv</code>.</p>",
         _table(review_table(subs), "no answer waits for an instructor"),
         "<h2>Submissions that did not run cleanly</h2>",
         _table(problems, "every submission ran to the end"),
