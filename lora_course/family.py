@@ -362,7 +362,8 @@ def variant_runs(
 
 def variant_table(runs, baseline: str = "LoRA"):
     """One row per name of :func:`variant_runs`: accuracy mean and spread (min, max) over
-    seeds, steps to 90 % (mean; NaN if a seed never got there), trainable parameters, and the
+    seeds, how many seeds reached 90 % (``reached_90``) and the mean step at which they did
+    (``steps_to_90``; NaN if a seed never got there), trainable parameters, and the
     median seconds per step relative to ``baseline``'s."""
     grouped = runs.groupby("name", sort=False)
     table = grouped.agg(
@@ -372,6 +373,7 @@ def variant_table(runs, baseline: str = "LoRA"):
         accuracy_mean=("accuracy", "mean"),
         accuracy_min=("accuracy", "min"),
         accuracy_max=("accuracy", "max"),
+        reached_90=("steps_to_90", lambda s: int(s.notna().sum())),
         steps_to_90=("steps_to_90", lambda s: s.mean(skipna=False)),
         mean_loss=("mean_loss", "mean"),
         seconds_per_step=("seconds_per_step", "median"),

@@ -117,3 +117,19 @@ def test_variant_rows_come_from_runs(tiny):
     assert (runs["curve"].map(len) == 2).all() and table.loc["LoRA", "time_vs_lora"] == 1
     with pytest.raises(ValueError, match="variant"):
         variant_runs({"x": {}}, model=tiny)
+
+
+def test_pissa_factors_match_peft_pissa_init():
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    host = nn.Sequential()
+    host.add_module("proj", nn.Linear(40, 24, bias=False))
+    w = host.proj.weight.detach().clone()
+    config = LoraConfig(r=4, lora_alpha=8, init_lora_weights="pissa", target_modules=["proj"])
+    layer = get_peft_model(host, config).get_submodule("base_model.model.proj")
+    a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+    peft_delta = 2.0 * b @ a
+    _, ours_a, ours_b = pissa_factors(w, 4, 2.0)
+    torch.testing.assert_close(2.0 * ours_b @ ours_a, peft_delta, rtol=0, atol=1e-5)
+    torch.testing.assert_close(layer.get_base_layer().weight, w - peft_delta, rtol=0, atol=1e-5)
