@@ -117,6 +117,9 @@ def course_grading(tmp_path_factory):
 # own reordering by test count), so the longest start first and the run does not end waiting on
 # one of them started late. A file missing here only runs later; nothing is skipped.
 SLOWEST_FIRST = {
+    # estimated, not yet measured in a parallel make test (issue 26): 45 short training runs
+    # side by side and three TRL runs; re-measure at the next timing pass
+    "notebooks/10_lora_family.ipynb": 65,
     "tests/test_grading.py": 62,
     "notebooks/02_rank_and_alpha.ipynb": 53,
     "tests/test_grading_course.py": 50,
