@@ -187,7 +187,7 @@ def _footprint_hints(value: float, name: str, bits: str, model) -> str | None:
             "measurement: call get_memory_footprint() on the loaded model"
         )
     return (
-        f"`{name}` should be model.get_memory_footprint() of the tiny model loaded with "
+        f"`{name}` should be model.get_memory_footprint() of MODEL loaded with "
         f"BitsAndBytesConfig(load_in_{bits}bit=True) and no dtype=, in bytes"
     )
 
