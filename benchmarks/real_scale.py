@@ -29,6 +29,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--schemes", default=",".join(real_scale.FOOTPRINT_SCHEMES), help="footprint schemes"
     )
+    parser.add_argument("--resume", action="store_true", help="keep rows already measured")
     args = parser.parse_args(argv)
     steps = [
         s
@@ -36,7 +37,9 @@ def main(argv=None) -> int:
         if args.steps in ("all", s["method"]) and not (args.quick and s["seq_len"] != 128)
     ]
     schemes = [s for s in args.schemes.split(",") if s]
-    results = real_scale.measure(args.model, steps=steps, schemes=schemes, out=args.out)
+    results = real_scale.measure(
+        args.model, steps=steps, schemes=schemes, out=args.out, resume=args.resume
+    )
     print(real_scale.footprint_table(results).to_string(index=False))
     print(real_scale.step_table(results).to_string(index=False))
     return 0

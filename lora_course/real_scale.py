@@ -75,10 +75,11 @@ def measure(
     schemes=FOOTPRINT_SCHEMES,
     out: str | Path | None = None,
     progress=print,
+    resume: bool = False,
 ) -> dict:
     """Measure ``name`` (see the module docstring), one process at a time; save and return the
     results. The figures are written after each measurement, so an interrupted run keeps what it
-    measured."""
+    measured; ``resume`` keeps the rows of an earlier run in ``out`` and measures the rest."""
     from lora_course.memory import weight_footprint
     from lora_course.memory_evidence import measure_step
     from lora_course.shape_true import check_memory, shape_true_model
@@ -96,6 +97,13 @@ def measure(
         "footprints": [],
         "steps": [],
     }
+
+    if resume and out.is_file():  # keep what an earlier run measured; measure the rest
+        earlier = json.loads(out.read_text())
+        results["footprints"], results["steps"] = earlier["footprints"], earlier["steps"]
+        done = {r["scheme"] for r in earlier["footprints"]}
+        schemes = [s for s in schemes if s not in done]
+        steps = [s for s in steps if dict(s) not in [r["spec"] for r in earlier["steps"]]]
 
     def save():
         out.parent.mkdir(parents=True, exist_ok=True)
