@@ -70,25 +70,21 @@ def test_two_processes_reach_the_accuracy_of_one(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_train_a_local_shape_true_folder(tmp_path):
-    """Llama-3.2-1B's layout scaled down (random weights), from a local folder: `finetune` in
-    one process and in two under `accelerate launch`, each loading its own whole copy."""
+    """Llama-3.2-1B's layout scaled down (random weights), from a local folder, in two processes
+    under `accelerate launch`, each loading its own whole copy. (One process on such a folder
+    runs in tests/real_path; that one and two processes train the same run is checked above.)"""
     from lora_course.shape_true import SMALL_1B, shape_true_model
 
     folder = shape_true_model("Llama-3.2-1B", "bf16", SMALL_1B, root=tmp_path / "models")
-    finetune = ["-m", "lora_course", "finetune", "--cpu", "--model-name", str(folder)]
-    finetune += ["--steps", "4", "--batch-size", "8"]
-    one = _start([sys.executable, *finetune], tmp_path)
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
     launch += ["--num_processes", "2", "--main_process_port", "0", "--num_machines", "1"]
     launch += ["--mixed_precision", "no", "--dynamo_backend", "no"]
-    two = _start([*launch, *finetune], tmp_path)
-    one, two = _report(one), _report(two)
+    launch += ["-m", "lora_course", "finetune", "--cpu", "--model-name", str(folder)]
+    two = _report(_start([*launch, "--steps", "2", "--batch-size", "4"], tmp_path))
 
     assert (two["processes"], two["backend"]) == ("2", "gloo")
-    assert one["per_process"] == "32" and two["per_process"] == "16, 16"
-    assert two["overlap"] == "0" and one["items"] == two["items"] == "200"
-    # random weights learn little in 4 steps; the two runs are still the same run
-    assert float(two["loss"]) == pytest.approx(float(one["loss"]), rel=1e-3)
+    assert two["per_process"] == "4, 4" and two["overlap"] == "0" and two["items"] == "200"
+    assert 0 < float(two["loss"]) < 20  # random weights: a finite loss, nothing learned yet
 
 
 def test_cpu_launcher_without_mpirun_is_refused(monkeypatch):
