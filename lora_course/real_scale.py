@@ -171,10 +171,23 @@ def footprint_table(results: dict) -> pd.DataFrame:
 
 def step_table(results: dict) -> pd.DataFrame:
     """One row per training step: method, tokens, checkpointing, the step's peak above its
-    baseline measured and estimated (MB), their ratio, saved-for-backward ratio, seconds."""
+    baseline measured and estimated (MB), their ratio, the ratio without the estimate's
+    "dequantized weight" row (QLoRA: one 4-bit weight dequantized in compute dtype, which the
+    estimate adds to the peak), the saved-for-backward and weights ratios, seconds."""
+    from lora_course.training_memory import training_memory
+
     rows = []
     for row in results["steps"]:
         spec, m, e = row["spec"], row["measured"], row["estimated"]
+        parts = training_memory(
+            results["model"],
+            spec["method"],
+            batch_size=spec["batch"],
+            seq_len=spec["seq_len"],
+            gradient_checkpointing=spec["checkpointing"],
+            compute_dtype=torch.float32,
+        ).set_index("part")["bytes"]
+        dequantized = int(parts.get("dequantized weight", 0))
         rows.append(
             {
                 "method": spec["method"],
@@ -183,6 +196,9 @@ def step_table(results: dict) -> pd.DataFrame:
                 "peak measured MB": round(m["step"] / 1e6),
                 "peak estimated MB": round(e["step above baseline"] / 1e6),
                 "estimated / measured": round(e["step above baseline"] / m["step"], 3),
+                "without dequantized weight": round(
+                    (e["step above baseline"] - dequantized) / m["step"], 3
+                ),
                 "saved for backward, est / meas": round(e["saved for backward"] / m["saved"], 4),
                 "weights, est / meas": round(e["weights"] / m["weights"], 4),
                 "seconds": round(m["seconds"], 1),
