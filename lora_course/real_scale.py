@@ -19,6 +19,7 @@ test sees when an estimate no longer matches the one saved beside a measurement.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -90,8 +91,8 @@ def measure(
         "model": name,
         "what": f"shape-true {name}: the real layout, random weights (bf16 folder)",
         "command": f"{COMMAND}  (python benchmarks/real_scale.py --model {name})",
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
-        f"{torch.get_num_threads()} torch threads available; measured with 1 thread",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs shared with other jobs; "
+        "each step on 1 torch thread",
         "versions": _versions(),
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "footprints": [],
@@ -204,7 +205,15 @@ def step_table(results: dict) -> pd.DataFrame:
                 "seconds": round(m["seconds"], 1),
             }
         )
-    return pd.DataFrame(rows)
+    order = ["method", "tokens", "checkpointing"]
+    return pd.DataFrame(rows).sort_values(order, key=_natural).reset_index(drop=True)
+
+
+def _natural(column: pd.Series) -> pd.Series:
+    # "1 x 128" before "1 x 512"; booleans and names as they are
+    if column.name == "tokens":
+        return column.map(lambda t: tuple(int(x) for x in t.split(" x ")))
+    return column
 
 
 def reprice(results: dict) -> pd.DataFrame:
