@@ -206,6 +206,8 @@ def step_table(results: dict) -> pd.DataFrame:
             }
         )
     order = ["method", "tokens", "checkpointing"]
+    if not rows:
+        return pd.DataFrame(columns=order)
     return pd.DataFrame(rows).sort_values(order, key=_natural).reset_index(drop=True)
 
 
