@@ -11,7 +11,8 @@ CHROMIUM ?= /usr/bin/chromium
 export LORA_COURSE_CHROMIUM := $(CHROMIUM)
 
 .PHONY: help setup lab workspace release grade test lint unit notebooks execute doctor clean \
-	slides test-browser test-limits chromium bubblewrap bench
+	slides test-browser test-limits chromium bubblewrap bench bench-real-scale bench-gpu \
+	test-real-path
 
 help:
 	@echo "make lab       set up .venv and open the course (student notebooks in workspace/)"
@@ -26,6 +27,9 @@ help:
 	@echo "make test-browser  decks and JupyterLab checked in headless Chromium"
 	@echo "make test-limits   exercise 3's largest allowed sweep graded with the default limits (slow)"
 	@echo "make bench     benchmarks: ours vs PEFT/bitsandbytes, LoRA vs full, notebook times"
+	@echo "make bench-real-scale  a shape-true Llama-3.2-1B measured on the CPU (tens of minutes)"
+	@echo "make bench-gpu the lesson's QLoRA at 8B on a GPU (skips without CUDA)"
+	@echo "make test-real-path  notebooks 03, 06 and finetune on a shape-true model (minutes)"
 	@echo "make execute   re-run every master notebook top to bottom and save its outputs"
 	@echo "make doctor    print versions and what works on this machine"
 
@@ -144,6 +148,24 @@ test-limits: setup bubblewrap
 # build/bench.md. Not part of `make test`: timings belong in benchmarks, not in tests.
 bench: setup
 	$(BIN)/python benchmarks/run.py --out build/bench.md
+
+# A shape-true Llama-3.2-1B (real layout, random weights; built once, cached) measured on the
+# CPU: footprints per scheme and LoRA/QLoRA steps against the calculators, one process at a
+# time (about 5 GB of memory at most, tens of minutes). Writes data/measurements/.
+bench-real-scale: setup
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/real_scale.py --model Llama-3.2-1B
+
+# The learner's path after the course, on a CPU: notebooks 03 and 06 and `finetune` with
+# LORA_COURSE_MODEL set to a local shape-true folder (Llama-3.2-1B's layout scaled down, random
+# weights). Minutes, so not in `make test`.
+test-real-path: setup
+	LORA_COURSE_REAL_PATH=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -rs tests/real_path
+
+# The lesson's QLoRA at real size on a GPU (Llama-3.1-8B and 3.2-1B, shape-true); says so and
+# stops when torch sees no GPU. `python benchmarks/gpu.py --device cpu --model ...` runs it on
+# a CPU with a small model.
+bench-gpu: setup
+	$(BIN)/python benchmarks/gpu.py
 
 execute: setup
 	$(BIN)/python -m lora_course execute notebooks/*.ipynb

@@ -155,6 +155,40 @@ def _keep_4bit_layers_trainable(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
+def _check_fits(folder: Path, quantization, dtype) -> None:
+    """A clear MemoryError before loading a local model that this machine's memory cannot hold
+    (the footprint calculator's bytes for the folder's config, scheme and dtype)."""
+    from transformers import AutoConfig
+
+    from lora_course.machinery.hardware import check_memory
+    from lora_course.memory import weight_footprint
+
+    config = AutoConfig.from_pretrained(folder)
+    keep = dtype or getattr(config, "dtype", None) or torch.float32
+    if isinstance(keep, str):
+        keep = getattr(torch, keep, torch.float32)
+    if quantization is None:
+        scheme = {torch.float32: "fp32", torch.float16: "fp16"}.get(keep, "bf16")
+    elif quantization.load_in_8bit:
+        scheme = "int8"
+    else:
+        scheme = "nf4+dq" if quantization.bnb_4bit_use_double_quant else "nf4"
+    need = weight_footprint(config, scheme, keep_dtype=keep).total_bytes
+    check_memory(need, f"loading {folder.name} ({scheme})")
+
+
+def _device_map(device: str, is_hub: bool):
+    """Where ``from_pretrained`` puts the weights: ``"cpu"``; ``"cuda:i"`` is one whole copy on
+    GPU i (``{"": i}``, what each process of a multi-GPU data-parallel launch needs);
+    ``"cuda"`` spreads a hub model over every visible GPU (``"auto"``) and puts a local one on
+    the current GPU."""
+    if device == "cpu":
+        return "cpu"
+    if device.startswith("cuda:"):
+        return {"": int(device.split(":", 1)[1])}
+    return "auto" if is_hub else {"": torch.cuda.current_device()}
+
+
 @contextlib.contextmanager
 def _progress_bars(enabled: bool):
     from transformers.utils import logging as hf_logging
@@ -178,14 +212,17 @@ def load_model(
     """``(model, tokenizer)``: the tiny Llama by default, or a hub model.
 
     name: a hub id or a local folder; default ``$LORA_COURSE_MODEL`` or ``data/tiny-llama``.
-    quantization: None (fp32 for the tiny model, the checkpoint's dtype for a hub model),
+    quantization: None (fp32 for the tiny model, the checkpoint's dtype for any other folder
+        or hub model),
         ``"int8"``, ``"nf4"`` (the lesson's ``BitsAndBytesConfig``, with the compute dtype of
         ``quantization_config("nf4", device)``: fp32 on a CPU that emulates bf16) or a
         ``BitsAndBytesConfig``, used as given.
-    device: ``"cuda"`` or ``"cpu"``; default the GPU when there is one. A hub model uses
-        ``device_map="auto"`` on a GPU.
+    device: ``"cuda"``, ``"cuda:i"`` or ``"cpu"``; default the GPU when there is one. On
+        ``"cuda"`` a hub model uses ``device_map="auto"``; ``"cuda:i"`` puts the whole model
+        on GPU i (``device_map={"": i}``: one copy per data-parallel process).
     dtype: the float type of every layer that is not quantized, e.g. ``torch.bfloat16``;
-        default fp32 for the tiny model, the checkpoint's dtype for a hub model.
+        default fp32 for the tiny model, the checkpoint's dtype (``dtype="auto"``) for a local
+        folder or a hub model alike.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
@@ -232,18 +269,22 @@ def load_model(
                 "to use the offline tiny model, which runs every notebook on a CPU"
             )
 
+    if not is_hub and local.resolve() != TINY_MODEL_DIR.resolve() and device == "cpu":
+        _check_fits(local, quantization, dtype)
+
     kwargs = {}
     if quantization is not None:
         _bitsandbytes_ready("cuda" if device.startswith("cuda") else "cpu")
         kwargs["quantization_config"] = quantization
         if quantization.load_in_8bit:
             _quiet_int8_cast_notice()
-    if is_hub:
-        kwargs["device_map"] = "auto" if device.startswith("cuda") else "cpu"
-        kwargs["dtype"] = "auto"
-    elif quantization is not None:
-        kwargs["device_map"] = device
-        kwargs["dtype"] = torch.float32  # the modules bitsandbytes leaves alone stay fp32
+    tiny = not is_hub and local.resolve() == TINY_MODEL_DIR.resolve()
+    if is_hub or quantization is not None:
+        kwargs["device_map"] = _device_map(device, is_hub)
+    # A hub id and a local folder load alike: the layers bitsandbytes leaves alone keep the
+    # checkpoint's dtype (bf16 for Llama checkpoints), as from_pretrained does by default.
+    # The tiny model is documented fp32 (its checkpoint is fp32): said explicitly.
+    kwargs["dtype"] = torch.float32 if tiny else "auto"
     if dtype is not None:
         kwargs["dtype"] = dtype
 
@@ -267,7 +308,7 @@ def load_model(
         ) from exc
     if quantization is not None and quantization.load_in_4bit:
         _keep_4bit_layers_trainable(model)
-    if not is_hub and quantization is None:
+    if "device_map" not in kwargs:
         model = model.to(device)
     model.eval()
     return model, tokenizer

@@ -68,6 +68,25 @@ def test_two_processes_reach_the_accuracy_of_one(tmp_path):
     assert one["items"] == two["items"] == "200"  # every test item evaluated exactly once
 
 
+@pytest.mark.slow
+def test_two_processes_train_a_local_shape_true_folder(tmp_path):
+    """Llama-3.2-1B's layout scaled down (random weights), from a local folder, in two processes
+    under `accelerate launch`, each loading its own whole copy. (One process on such a folder
+    runs in tests/real_path; that one and two processes train the same run is checked above.)"""
+    from lora_course.machinery.shape_true import SMALL_1B, shape_true_model
+
+    folder = shape_true_model("Llama-3.2-1B", "bf16", SMALL_1B, root=tmp_path / "models")
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"]
+    launch += ["--num_processes", "2", "--main_process_port", "0", "--num_machines", "1"]
+    launch += ["--mixed_precision", "no", "--dynamo_backend", "no"]
+    launch += ["-m", "lora_course", "finetune", "--cpu", "--model-name", str(folder)]
+    two = _report(_start([*launch, "--steps", "2", "--batch-size", "4"], tmp_path))
+
+    assert (two["processes"], two["backend"]) == ("2", "gloo")
+    assert two["per_process"] == "4, 4" and two["overlap"] == "0" and two["items"] == "200"
+    assert 0 < float(two["loss"]) < 20  # random weights: a finite loss, nothing learned yet
+
+
 def test_cpu_launcher_without_mpirun_is_refused(monkeypatch):
     """`accelerate launch --cpu --num_processes 2` starts one process (no mpirun): say so."""
     monkeypatch.delenv("WORLD_SIZE", raising=False)

@@ -12,6 +12,7 @@ attackers need a kernel (the probe with its output flood, memory, disk, processe
 
 import hashlib
 import os
+import re
 import stat
 import sys
 import time
@@ -336,13 +337,12 @@ def test_learner_named_model_is_refused_without_reading_it(tmp_path):
     answers = {"model": str(folder), "footprint_8bit": 1, "footprint_4bit": 1, "ratio": 1.0}
     start = time.monotonic()
     result = run_checks("exercise_2", answers)
-    missing = run_checks("exercise_2", dict(answers, model=str(tmp_path / "nothing-here")))
+    missing = run_checks("exercise_2", dict(answers, model=str(tmp_path / "Llama-gone")))
     assert time.monotonic() - start < 30  # the 20,000-layer build took 117 s before
     assert result.score == 0 and "cannot price" in str(result)
     # the same words whether the path exists or not: nothing of the grader's disk leaks
-    assert str(result).replace(str(folder), "X") == str(missing).replace(
-        str(tmp_path / "nothing-here"), "X"
-    )
+    named = re.compile(r"price '.*?': it")  # the name as given (cut at 80 characters)
+    assert named.sub("X", str(result)) == named.sub("X", str(missing))
 
 
 def test_grader_imports_everything_before_the_pool_starts():

@@ -47,23 +47,31 @@ EXERCISE = Exercise(
 )
 
 
-def allowed_model(model=None) -> str | None:
-    """The architecture the checker will price for ``MODEL``: None for the tiny model, else the
-    name of a shipped config in ``data/model-configs`` (``meta-llama/Llama-3.1-8B-Instruct`` ->
-    ``Llama-3.1-8B``). Anything else is refused with :class:`Feedback`, before any file is read:
-    the grader never builds, or even looks for, a model a learner names.
+def allowed_model(model=None) -> str | Path | None:
+    """The architecture the checker will price for ``MODEL``: None for the tiny model; the name
+    of a shipped config in ``data/model-configs`` (``meta-llama/Llama-3.1-8B-Instruct`` ->
+    ``Llama-3.1-8B``); or a shape-true folder the course built itself, inside its cache
+    (:func:`lora_course.machinery.shape_true.cache_dir`), where a learner's code cannot write in
+    the grader. Anything else is refused with :class:`Feedback` before any file is read: the
+    grader never builds, or even looks for, a model a learner names.
     """
+    from lora_course.machinery.shape_true import cache_dir
     from lora_course.models import TINY_MODEL_DIR, _known_architecture
 
     name = str(model) if model is not None else str(TINY_MODEL_DIR)
     if name == str(TINY_MODEL_DIR) or Path(name).name == TINY_MODEL_DIR.name:
         return None  # the tiny model, wherever the course (or the learner's copy) lives
+    cache = cache_dir().resolve()
+    folder = Path(name[:500]).expanduser()
+    if folder.is_absolute() and folder.resolve().is_relative_to(cache):
+        if (folder / "config.json").is_file():
+            return folder.resolve()  # built by shape_true_model: the course's own file
     arch = _known_architecture(name[:200])
     if arch is None:
         raise Feedback(
-            f"the checker cannot price {name[:80]!r}: it prices only the course's tiny model and "
-            "the Llama architectures in data/model-configs; measure the tiny model (unset "
-            "LORA_COURSE_MODEL) or one of those"
+            f"the checker cannot price {name[:80]!r}: it prices only the course's tiny model, "
+            "the Llama architectures in data/model-configs and the shape-true folders the course "
+            "builds; measure the tiny model (unset LORA_COURSE_MODEL) or one of those"
         )
     return arch
 
@@ -73,7 +81,8 @@ def model_config(model=None):
 
     None or the tiny model's folder: the tiny Llama. A hub id whose architecture ships in
     ``data/model-configs`` (``meta-llama/Llama-3.1-8B-Instruct`` -> ``Llama-3.1-8B``): that
-    config, read offline. Anything else: :class:`Feedback` (:func:`allowed_model`).
+    config, read offline. A shape-true folder in the course's cache: its config and dtype.
+    Anything else: :class:`Feedback` (:func:`allowed_model`).
     """
     from transformers import AutoConfig
 
@@ -83,6 +92,8 @@ def model_config(model=None):
     arch = allowed_model(model)
     if arch is None:
         config = AutoConfig.from_pretrained(str(TINY_MODEL_DIR))
+    elif isinstance(arch, Path):
+        config = AutoConfig.from_pretrained(str(arch))
     else:
         config = load_model_config(arch)
     dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
@@ -93,7 +104,6 @@ def model_config(model=None):
     return config, dtype
 
 
-@functools.lru_cache(maxsize=8)
 def _bytes_of(model=None) -> dict[str, float]:
     """The reference bytes for ``model`` (default the tiny Llama), from the footprint calculator.
 
@@ -104,9 +114,14 @@ def _bytes_of(model=None) -> dict[str, float]:
     ``parameters``, ``kept_parameters`` (embeddings, lm_head, norms), ``keep_bytes`` (bytes per
     kept parameter: the checkpoint's dtype).
     """
+    return _bytes_for(allowed_model(model))  # cached by what is priced, not by the words
+
+
+@functools.lru_cache(maxsize=8)
+def _bytes_for(arch) -> dict[str, float]:
     from lora_course.memory import weight_footprint
 
-    config, keep = model_config(model)
+    config, keep = model_config(arch)
     int8 = weight_footprint(config, "int8", keep_dtype=keep)
     nf4 = weight_footprint(config, "nf4", keep_dtype=keep)
     fp32 = weight_footprint(config, "fp32")
@@ -199,7 +214,7 @@ def _footprint_hints(value: float, name: str, bits: str, model) -> str | None:
             "measurement: call get_memory_footprint() on the loaded model"
         )
     return (
-        f"`{name}` should be model.get_memory_footprint() of the tiny model loaded with "
+        f"`{name}` should be model.get_memory_footprint() of MODEL loaded with "
         f"BitsAndBytesConfig(load_in_{bits}bit=True) and no dtype=, in bytes"
     )
 

@@ -54,7 +54,7 @@ def gradebook(submissions: Iterable[Submission], exercise_ids: list[str]) -> pd.
     rows = []
     for sub in submissions:
         results = sub.results
-        row = {"submission": sub.name}
+        row = {"submission": clean_name(sub.name)}  # valid text: pandas may store it in Arrow
         for ex in exercise_ids:
             row[ex] = results[ex].score if ex in results else 0.0
             row[f"{ex}_max"] = maxima[ex]
@@ -62,7 +62,7 @@ def gradebook(submissions: Iterable[Submission], exercise_ids: list[str]) -> pd.
         row["max_total"] = sum(maxima.values())
         row["status"] = sub.status
         row["needs_review"] = any(r.needs_review for r in results.values())
-        row["message"] = sub.message
+        row["message"] = printable(sub.message)
         rows.append(row)
     columns = ["submission"]
     for ex in exercise_ids:

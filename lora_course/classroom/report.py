@@ -18,6 +18,7 @@ from collections import Counter
 import pandas as pd
 
 from lora_course.classroom.grading import Submission
+from lora_course.classroom.safety import clean_name, printable
 
 __all__ = ["item_table", "review_table", "score_figure", "report_html"]
 
@@ -82,10 +83,10 @@ def review_table(subs: list[Submission]) -> pd.DataFrame:
                 written = next((r.written.get(ex) for r in sub.runs if r.written.get(ex)), "")
                 rows.append(
                     {
-                        "submission": sub.name,
+                        "submission": clean_name(sub.name),
                         "exercise": ex,
                         "items": "; ".join(waiting),
-                        "written answer": written or EMPTY,
+                        "written answer": printable(written) or EMPTY,
                     }
                 )
     return pd.DataFrame(rows, columns=["submission", "exercise", "items", "written answer"])
@@ -146,7 +147,7 @@ def report_html(subs: list[Submission], exercise_ids: list[str], title: str = ""
     statuses = Counter(s.status for s in subs)
     status_line = ", ".join(f"{n} {k}" for k, n in sorted(statuses.items()))
     problems = pd.DataFrame(
-        [{"submission": s.name, "status": s.status, "message": s.message}
+        [{"submission": clean_name(s.name), "status": s.status, "message": printable(s.message)}
          for s in subs if s.status != "ok"],
         columns=["submission", "status", "message"],
     )  # fmt: skip

@@ -145,7 +145,7 @@ def _model_card(summary: dict) -> str:
 
 A small `LlamaForCausalLM` that every notebook of lora-course loads with no network, through the
 same `AutoModelForCausalLM.from_pretrained(..., quantization_config=...)` path as the lesson's
-Llama-3.1-8B. Built by `python -m lora_course build-model` (`lora_course/build_model.py`).
+Llama-3.1-8B. Built by `python -m lora_course build-model` (`lora_course/machinery/build_model.py`).
 
 ## Architecture
 | field | value | note |

@@ -22,8 +22,11 @@ Commands (``accelerate launch --help`` lists the rest)::
 
 ``--multi_gpu`` starts the processes with torchrun; on a machine without a GPU this command
 runs them on the CPU over gloo, on a machine with N GPUs ``--num_processes N`` puts one on each
-(not yet run on GPUs; a hub model is placed by ``load_model`` with ``device_map="auto"`` across
-every GPU, which DDP cannot train, so multi-GPU runs use the tiny model for now).
+(not yet run on GPUs). Each process loads its own whole copy of the model on its own device:
+``load_model(..., device="cuda:i")`` with i the process's local rank, which places it with
+``device_map={"": i}``, never ``device_map="auto"`` across every GPU (a model split over
+devices is one copy, which DDP cannot replicate). ``--model-name`` takes a hub id or a local
+folder, e.g. a shape-true one (``lora_course.machinery.shape_true``), tested with two CPU processes.
 ``accelerate launch --cpu --num_processes 2`` does NOT start two processes: its CPU launcher
 starts N processes only through mpirun (``--mpirun_hostfile``), otherwise one.
 """
@@ -122,7 +125,9 @@ def finetune_data_parallel(
 
     torch.manual_seed(seed)  # the same adapter initialisation in every process
     device = accelerator.device  # "cpu" in every CPU process, "cuda:i" in GPU process i
-    model, tokenizer = load_model(model_name, device="cpu" if device.type == "cpu" else str(device))
+    # a whole copy per process, on this process's own device (device_map={"": local_rank})
+    where = "cpu" if device.type == "cpu" else f"cuda:{accelerator.local_process_index}"
+    model, tokenizer = load_model(model_name, device=where)
     add_lora(model, "all-linear", rank=rank, alpha=alpha)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)

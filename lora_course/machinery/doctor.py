@@ -55,7 +55,7 @@ def _check_packages() -> list[Check]:
 def _check_device() -> Check:
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name(0)
-        from lora_course.hardware import gpu_native_bf16
+        from lora_course.machinery.hardware import gpu_native_bf16
 
         major, minor = torch.cuda.get_device_capability(0)
         bf16 = "native" if gpu_native_bf16("cuda:0") else "not native"

@@ -20,10 +20,13 @@ from __future__ import annotations
 import functools
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
 __all__ = [
+    "available_bytes",
+    "check_memory",
     "NATIVE_LIMIT",
     "bf16_slowdown",
     "gpu_native_bf16",
@@ -122,3 +125,28 @@ def qlora_compute_dtype(device: str | torch.device = "cpu") -> torch.dtype:
     if kind != "cpu":
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     return torch.bfloat16 if native_bf16() else torch.float32
+
+
+def available_bytes() -> int:
+    """Memory the system can give a new allocation now (``MemAvailable``; Linux)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
+def check_memory(n_bytes: int, what: str, margin: float = 1.1) -> None:
+    """Raise ``MemoryError`` naming ``what``, the bytes it needs and the bytes available, when
+    ``n_bytes * margin`` is more than this machine has available now."""
+    free = available_bytes()
+    if n_bytes * margin > free:
+        raise MemoryError(
+            f"{what} needs about {n_bytes / 1e9:.1f} GB of memory and this machine has "
+            f"{free / 1e9:.1f} GB available now. Fix: free memory, use a smaller model or a "
+            "smaller scheme (bf16 or nf4 instead of fp32), or use a machine with more memory"
+        )

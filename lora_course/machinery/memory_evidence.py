@@ -191,14 +191,53 @@ def _build(spec: dict):
     from lora_course.models import load_model
 
     quantized = spec["method"] == "qlora"
-    if spec.get("sizes"):
+    if spec.get("model"):  # a model folder (a shape-true one): loaded as a learner loads it
+        model, _ = load_model(
+            spec["model"],
+            quantization="nf4" if quantized else None,
+            device="cpu",
+            dtype=None if quantized else _FLOATS[spec.get("dtype", "fp32")],
+        )
+    elif spec.get("sizes"):
         from transformers import LlamaForCausalLM
 
         model = LlamaForCausalLM(llama_config(spec["sizes"]))
     else:
         model, _ = load_model(quantization="nf4" if quantized else None, device="cpu")
+    if quantized:  # weights as they train: the kept layers upcast to fp32 by the preparation
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     weights = model.get_memory_footprint() + measured_quant_state_bytes(model)
-    return _with_lora(model, spec.get("checkpointing", False), quantized), weights
+    return _with_lora(model, spec.get("checkpointing", False)), weights
+
+
+_FLOATS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+_QUANTIZED = {"int8": "int8", "nf4+dq": "nf4"}
+
+
+def _footprint(spec: dict) -> dict:
+    """Load ``spec["model"]`` in ``spec["footprint"]`` (fp32, bf16, int8, nf4+dq) and report
+    ``get_memory_footprint()``, the quantization state and the seconds the load took."""
+    import time
+
+    from lora_course.memory import measured_quant_state_bytes
+    from lora_course.models import load_model
+
+    scheme = spec["footprint"]
+    start = time.perf_counter()
+    model, _ = load_model(
+        spec["model"],
+        quantization=_QUANTIZED.get(scheme),
+        device="cpu",
+        dtype=_FLOATS.get(scheme),
+    )
+    return {
+        "footprint": model.get_memory_footprint(),
+        "quant_state": measured_quant_state_bytes(model),
+        "load_seconds": time.perf_counter() - start,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def _child(spec: dict) -> dict:
@@ -207,7 +246,9 @@ def _child(spec: dict) -> dict:
 
     import lora_course  # noqa: F401  (quiets bitsandbytes before it loads)
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(spec.get("threads", 1))
+    if spec.get("footprint"):
+        return _footprint(spec)
     torch.manual_seed(0)
     model, weights = _build(spec)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -246,7 +287,11 @@ def measure_step(spec: dict) -> dict:
     ``prepare_model_for_kbit_training``), ``batch``, ``seq_len``, optional ``checkpointing``,
     ``optimizer`` (``adamw``, ``adamw-8bit``, ``paged-adamw``, ``paged-adamw-8bit``) and
     ``sizes`` (a random-weight Llama: ``h``, ``i``, ``layers``, ``heads``, ``kv``, ``vocab``,
-    optional ``tied``; default the tiny model).
+    optional ``tied``; default the tiny model), or ``model``: a model folder (a shape-true one,
+    ``lora_course.machinery.shape_true``) loaded by ``load_model``, in nf4 for qlora, else in
+    ``dtype`` (``"fp32"``, default, or ``"bf16"``); optional ``threads`` (default 1).
+    ``{"model": folder, "footprint": scheme}`` instead loads the folder in ``scheme`` (fp32,
+    bf16, int8, nf4+dq) and reports ``footprint``, ``quant_state``, ``load_seconds``.
     """
     _check_spec(spec, "spec")
     return measure_steps({"step": spec})["step"]
@@ -255,6 +300,13 @@ def measure_step(spec: dict) -> dict:
 def _check_spec(spec, where: str) -> None:
     if not isinstance(spec, dict):
         raise ValueError(f"{where} must be a dict such as {{'method': 'lora', ...}}, got {spec!r}")
+    if spec.get("footprint"):
+        if spec["footprint"] not in (*_FLOATS, *_QUANTIZED) or not spec.get("model"):
+            raise ValueError(
+                f"{where}: a footprint spec needs a model folder and one of "
+                f"{[*_FLOATS, *_QUANTIZED]}"
+            )
+        return
     if spec.get("method") not in ("lora", "qlora"):
         raise ValueError(f"{where}['method'] must be 'lora' or 'qlora', got {spec.get('method')!r}")
     if spec.get("optimizer", "adamw") not in _OPTIMIZERS:
@@ -298,7 +350,16 @@ def step_comparison(spec: dict, measured: dict) -> pd.DataFrame:
     """
     from lora_course.training_memory import training_memory
 
-    config = llama_config(spec.get("sizes"))
+    if spec.get("config"):  # a shipped architecture's name: the saved estimate re-priced
+        from lora_course.params import load_model_config
+
+        config = load_model_config(spec["config"])
+    elif spec.get("model"):
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(spec["model"])
+    else:
+        config = llama_config(spec.get("sizes"))
     table = training_memory(
         config,
         spec["method"],
@@ -485,7 +546,7 @@ def measure_loss_peaks(tokens: int = 4096, chunk_sizes=(None, 512, 128)) -> pd.D
             [
                 sys.executable,
                 "-m",
-                "lora_course.memory_evidence",
+                "lora_course.machinery.memory_evidence",
                 "--loss",
                 json.dumps({"tokens": tokens, "chunk_size": chunk}),
             ],
