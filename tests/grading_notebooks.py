@@ -106,3 +106,22 @@ def sandbox_or_fail() -> None:
     problem = sandbox_problem()
     if problem:
         pytest.fail(f"the sandbox cannot run here: {problem} (`make bubblewrap` installs it)")
+
+
+# What a learner types at each `# YOUR CODE HERE` of the released exercise notebooks, by cell id
+# (exercise 3's sweep kept small: 5 steps, 16 held-out examples), and a written answer.
+TYPED = {
+    "504ffe05": "trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)\n"
+    "        return trainable, sum(p.numel() for p in self.parameters())",
+    "3ee25c45": "table = pd.DataFrame([dict(zip(('rank', 'trainable', 'total'), (r, "
+    "*CountingLoRALayer(nn.Linear(4096, 4096), rank=r, alpha=2 * r).parameter_counts()))) "
+    "for r in (4, 8, 16, 32)])\ntable['ratio'] = table.trainable / table.total",
+    "b57f33c1": "footprint_8bit = 3_000_000\nfootprint_4bit = 2_000_000\nratio = 1.5",
+    "6a61fdbb": "settings = [(4, a) for a in (0.2, 2, 20, 200)]\n"
+    "runs.append(summarize(sweep(settings, steps=5, eval_size=16, seed=0, model=tiny)))",
+    "386d8a85": "runs.append(summarize(sweep(settings, steps=5, eval_size=16, seed=1, "
+    "model=tiny)))\nresults = pd.concat(runs, ignore_index=True)",
+    "9abf276d": "means = results.groupby(['rank', 'alpha'])[['accuracy', 'final_loss']].mean()\n"
+    "best = means.sort_values(['accuracy', 'final_loss'], ascending=[False, True]).index[0]",
+}
+WRITTEN = "Too low: s = 0.05 stays at chance."

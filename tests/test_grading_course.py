@@ -82,7 +82,7 @@ def test_run_all_on_an_untouched_release_shows_no_answer(course_grading):
 
 def test_code_typed_at_each_marker_is_kept_and_graded(course_grading):
     """The release with code typed at every `# YOUR CODE HERE` (tests/conftest.py: TYPED)."""
-    from conftest import WRITTEN
+    from grading_notebooks import WRITTEN
 
     typed = course_grading["submissions"]["typed"]
     results = typed.results
