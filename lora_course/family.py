@@ -44,6 +44,7 @@ __all__ = [
     "steps_to",
     "variant_runs",
     "variant_table",
+    "step_time_ratios",
 ]
 
 
@@ -262,12 +263,11 @@ def _full_model(base):
     return model
 
 
-def _one_run(base, tokenizer, train, test, spec: dict) -> dict:
-    """Fine-tune one copy of ``base`` as ``spec`` says; accuracy every ``eval_every`` steps."""
+def _trainable(base, spec: dict):
+    """(model, trainable parameters, optimizer) for one run of ``spec`` (see variant_runs)."""
     from peft.optimizers import create_loraplus_optimizer
 
-    seed, steps, rank, alpha = spec["seed"], spec["steps"], spec["rank"], spec["alpha"]
-    variant = spec["variant"]
+    seed, rank, alpha, variant = spec["seed"], spec["rank"], spec["alpha"], spec["variant"]
     if spec.get("full"):
         model = _full_model(base)
     else:
@@ -282,6 +282,49 @@ def _one_run(base, tokenizer, train, test, spec: dict) -> dict:
         )  # fmt: skip
     else:
         optimizer = torch.optim.AdamW(params, lr=spec["lr"], weight_decay=0.0)
+    return model, params, optimizer
+
+
+def step_time_ratios(base, tokenizer, names, steps: int = 4, rounds: int = 5, batch_size=8):
+    """Seconds per training step of each variant in ``names`` over LoRA's, measured in this
+    process on one thread, the variants interleaved round by round (median of ``rounds``), so
+    that what else the machine does falls on all of them alike: {name: ratio}."""
+    from lora_course.data import load_task
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    examples = [tokenize_example(tokenizer, ex) for ex in load_task("train")[: steps * batch_size]]
+    names = ["LoRA", *[n for n in names if n != "LoRA"]]
+    spec = {"seed": 0, "rank": 8, "alpha": 16, "targets": "all-linear"}
+    setups = {
+        n: _trainable(base, spec | {"variant": VARIANTS[n], "lr": VARIANTS[n]["lr"]}) for n in names
+    }
+    times: dict[str, list[float]] = {n: [] for n in names}
+    try:
+        for round_ in range(rounds + 1):  # round 0 warms every model up and is not counted
+            first = round_ % len(names)  # each variant goes first in turn
+            order = names[first:] + names[:first]
+            for name in order:
+                model, _, optimizer = setups[name]
+                data = batches(examples, batch_size, tokenizer.pad_token_id, 0)
+                model.train()
+                start = time.perf_counter()
+                for _ in range(steps):
+                    model(**next(data)).loss.backward()
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                if round_:
+                    times[name].append((time.perf_counter() - start) / steps)
+    finally:
+        torch.set_num_threads(threads)
+    median = {n: sorted(t)[len(t) // 2] for n, t in times.items()}
+    return {n: median[n] / median["LoRA"] for n in names}
+
+
+def _one_run(base, tokenizer, train, test, spec: dict) -> dict:
+    """Fine-tune one copy of ``base`` as ``spec`` says; accuracy every ``eval_every`` steps."""
+    seed, steps = spec["seed"], spec["steps"]
+    model, params, optimizer = _trainable(base, spec)
     torch.manual_seed(seed)
     examples = [tokenize_example(tokenizer, ex) for ex in train]
     data = batches(examples, spec["batch_size"], tokenizer.pad_token_id, seed)
