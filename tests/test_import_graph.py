@@ -8,8 +8,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "lora_course"
 
 
@@ -104,12 +102,6 @@ def test_no_import_circle_outside_the_classroom():
     assert knots == [], f"modules that import each other, directly or round about: {knots}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 27: gradebook, grading, lms, record and report import each other; the cut "
-    "(the record format and atomic writes below them all) waits for the classroom rewrite of "
-    "issues 24 and 25. When this passes, remove the marker.",
-)
 def test_no_import_circle_in_the_classroom():
     knots = [c for c in circles(import_graph()) if any(map(_in_classroom, c))]
     assert knots == [], f"classroom modules that import each other: {knots}"

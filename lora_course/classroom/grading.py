@@ -48,13 +48,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
 from lora_course.checks import CheckResult, run_checks
 from lora_course.classroom.answers import export_source, read_answers
+from lora_course.classroom.results import NotebookRun, Submission
 from lora_course.classroom.safety import clean_name, printable
 from lora_course.classroom.sandbox import Limits
 from lora_course.classroom.submissions import (
@@ -66,19 +66,14 @@ from lora_course.classroom.submissions import (
 )
 
 __all__ = [
-    "STATUSES",
     "CELL_TIMEOUT",
     "TIMEOUT",
-    "NotebookRun",
-    "Submission",
     "run_notebook",
     "grade_submission",
     "grade",
     "shown_text",
 ]
 
-STATUSES = ("ok", "timeout", "kernel died", "not a notebook", "error", "refused", "too large",
-            "memory limit", "process limit", "disk limit", "output limit")  # fmt: skip
 CHECK_TIMEOUT = 600.0  # seconds for one exercise's checks in the grader (exercise 3 re-trains)
 # A cell error that is a limit being hit, by the text every such error carries.
 _LIMIT_ERRORS = (
@@ -95,47 +90,6 @@ _LOG.addHandler(logging.NullHandler())
 # under load; a 2-core laptop is no slower. Both limits leave about three times that.
 CELL_TIMEOUT = 300.0
 TIMEOUT = 600.0
-
-
-@dataclass
-class NotebookRun:
-    """The outcome of running and checking one submitted notebook."""
-
-    notebook: str
-    master: str | None
-    status: str = "ok"
-    message: str = ""
-    seconds: float = 0.0
-    cell_errors: list[tuple[int, str, str]] = field(default_factory=list)  # (cell, name, value)
-    notes: list[str] = field(default_factory=list)
-    results: dict[str, CheckResult] = field(default_factory=dict)
-    output_dropped: bool = field(default=False, repr=False, compare=False)
-    # The text the run's cells showed (streams, plain text, HTML; no images), for a person or a
-    # test looking into a run; not written to the results record, which keeps scores only.
-    shown: str = field(default="", repr=False)
-    written: dict[str, str] = field(default_factory=dict)  # exercise -> written answer ("" empty)
-
-
-@dataclass
-class Submission:
-    """One gradebook row: a learner's notebook or folder, and the runs of its notebooks."""
-
-    name: str
-    path: Path
-    runs: list[NotebookRun] = field(default_factory=list)
-    status: str = "ok"
-    message: str = ""
-    content_hash: str = ""  # of the submitted files (lora_course.classroom.record)
-    reused: bool = False  # copied from the previous gradebook: same files, same grader
-
-    @property
-    def results(self) -> dict[str, CheckResult]:
-        merged: dict[str, CheckResult] = {}
-        for run in self.runs:  # an exercise answered twice counts its better attempt
-            for ex, res in run.results.items():
-                if ex not in merged or res.score > merged[ex].score:
-                    merged[ex] = res
-        return merged
 
 
 def shown_text(cells) -> str:
@@ -558,7 +512,8 @@ def grade(
     an earlier run by the same grader: a row whose content hash is unchanged is reused, not run.
     ``limits``: what each kernel may use (:class:`lora_course.classroom.sandbox.Limits`).
     """
-    from lora_course.classroom.record import content_hash, shard_of
+    from lora_course.classroom.files import content_hash
+    from lora_course.classroom.record import shard_of
 
     if jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs}")
