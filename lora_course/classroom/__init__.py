@@ -1,8 +1,9 @@
 """The classroom: the instructor's tools, one level below the lesson's code.
 
 ``release`` (student notebooks from the masters), ``submissions`` (finding and matching a
-class's notebooks), ``answers`` (answers out of a kernel as plain data), ``grading`` (each
-submission in its own kernel), ``sandbox`` (that kernel in bubblewrap), ``gradebook`` (the CSV,
+class's notebooks), ``answers`` (answers out of a kernel as plain data), ``grading`` (the
+class run: each submission copied, run and scored), ``execution`` (one notebook in its own
+kernel), ``sandbox`` (that kernel in bubblewrap), ``gradebook`` (the CSV,
 feedback files and summary), ``review`` (the points a person gives, merged into every output),
 ``record`` (the full results, shards and merges), ``report`` (the class report), ``lms``
 (Canvas, Moodle and Gradescope files), ``gradescope`` (the autograder bundle), ``classgen`` (a
