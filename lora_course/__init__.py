@@ -20,7 +20,8 @@ Showing it
 
 Tools, one level down (a learner never has to read them):
     ``checks``           ``check("exercise_N", ...)``: the exercises' feedback, also the grader's
-    ``classroom``        the instructor's tools: release, grading, gradebook, reports, slides
+    ``classroom``        the instructor's tools: release, grading, gradebook, reports, slides,
+                         and their commands (``classroom.cli``)
     ``machinery``        process pools, hardware probes, the tiny model's build, the doctor,
                          distributed launch, memory measurements (see its ``__init__``)
     ``__main__``         ``python -m lora_course <command>``

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from lora_course.checks import run_checks
-from lora_course.classroom.grading import NotebookRun, Submission
+from lora_course.classroom.results import NotebookRun, Submission
 
 
 def table(only_a: bool = False) -> pd.DataFrame:

@@ -92,7 +92,7 @@ def _grade_course_masters(root: Path) -> dict:
 def course_grading(tmp_path_factory):
     """The real exercise masters (``notebooks/*.ipynb`` with solution markers) and their student
     releases, graded once per test run: ``{"exercises": [...], "submissions": {"master": ...,
-    "release": ...}}`` (``lora_course.classroom.grading.Submission`` each)."""
+    "release": ...}}`` (``lora_course.classroom.results.Submission`` each)."""
     root = tmp_path_factory.mktemp("course-grading")
     return once_per_run(tmp_path_factory, "course-grading", lambda: _grade_course_masters(root))
 

@@ -199,7 +199,7 @@ def test_grading_time_is_reported(graded):
 
 def test_crash_while_writing_keeps_the_previous_gradebook(tmp_path, monkeypatch):
     from lora_course.classroom import gradebook
-    from lora_course.classroom.grading import Submission
+    from lora_course.classroom.results import Submission
 
     out = tmp_path / "gradebook.csv"
     out.write_text("previous\n")

@@ -50,7 +50,7 @@ def _package_answers() -> set[str]:
 def _solution_numbers(master) -> set[str]:
     """Numbers the master prints from cells its release removes or replaces (exercise 3's
     measured sweep too), less those that cells the learner gets print before the check."""
-    from lora_course.classroom.grading import shown_text
+    from lora_course.classroom.execution import shown_text
 
     numbers, given, checked = set(), set(), False
     for cell in master.cells:

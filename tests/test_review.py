@@ -9,11 +9,11 @@ import pytest
 
 from lora_course.__main__ import main
 from lora_course.checks import run_checks
-from lora_course.classroom.gradebook import feedback_text, write_outputs
-from lora_course.classroom.grading import NotebookRun, Submission
+from lora_course.classroom.gradebook import write_outputs
 from lora_course.classroom.lms import gradescope_results
 from lora_course.classroom.record import read_record, record_path
 from lora_course.classroom.report import item_table, report_html
+from lora_course.classroom.results import NotebookRun, Submission, feedback_text
 from lora_course.classroom.review import review_path
 
 EXERCISES = ["exercise_1", "exercise_2"]

@@ -213,7 +213,7 @@ def fresh_probe():
 
 
 def test_macos_and_windows_warn_and_give_the_container_command(monkeypatch, capsys, fresh_probe):
-    from lora_course.__main__ import _sandbox_or_warn
+    from lora_course.classroom.cli import _sandbox_or_warn
 
     monkeypatch.setattr(sys, "platform", "darwin")
     assert _sandbox_or_warn(no_sandbox=False) == ""  # grades, unsandboxed
@@ -222,7 +222,7 @@ def test_macos_and_windows_warn_and_give_the_container_command(monkeypatch, caps
 
 
 def test_linux_without_bwrap_refuses_and_says_how(monkeypatch, capsys, fresh_probe):
-    from lora_course.__main__ import _sandbox_or_warn
+    from lora_course.classroom.cli import _sandbox_or_warn
     from lora_course.classroom.grading import grade
     from lora_course.classroom.sandbox import SandboxUnavailable
 

@@ -8,9 +8,9 @@ from class_results import small_class
 from grading_notebooks import MASTER_NAME, SOLUTION, WRONG, answer, write_master
 
 from lora_course.__main__ import main
+from lora_course.classroom.files import content_hash
 from lora_course.classroom.record import (
     MergeError,
-    content_hash,
     merge_records,
     parse_shard,
     read_record,

@@ -26,14 +26,8 @@ import pkgutil
 from collections.abc import Mapping
 from typing import Any
 
-from lora_course.checks.core import (
-    NOT_ATTEMPTED,
-    CheckItem,
-    CheckResult,
-    Depends,
-    Exercise,
-    Feedback,
-)
+from lora_course.checks.core import Depends, Exercise, Feedback
+from lora_course.checks.result import NOT_ATTEMPTED, CheckItem, CheckResult
 
 __all__ = [
     "after_check",

@@ -28,22 +28,17 @@ name (``alice`` and ``alice!``: ``alice.txt``, ``alice-2.txt``).
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
-from lora_course.classroom.grading import Submission
+from lora_course.classroom.files import atomic_write
+from lora_course.classroom.results import Submission, feedback_text, fmt_points
 from lora_course.classroom.safety import clean_name, csv_text, printable, utf8
 
-__all__ = ["gradebook", "feedback_text", "summary", "plot_totals", "write_outputs"]
-
-
-def _fmt(x: float) -> str:
-    return f"{x:g}"
+__all__ = ["gradebook", "summary", "plot_totals", "write_outputs"]
 
 
 def gradebook(submissions: Iterable[Submission], exercise_ids: list[str]) -> pd.DataFrame:
@@ -69,42 +64,6 @@ def gradebook(submissions: Iterable[Submission], exercise_ids: list[str]) -> pd.
         columns += [ex, f"{ex}_max"]
     columns += ["total", "max_total", "status", "needs_review", "message"]
     return pd.DataFrame(rows, columns=columns)
-
-
-def feedback_text(sub: Submission, exercise_ids: list[str] | None = None) -> str:
-    """The feedback a learner reads: status, each notebook's run, each check with its hints.
-
-    With ``exercise_ids`` the total is out of every exercise, and those not submitted are named.
-    """
-    from lora_course.checks import run_checks
-
-    results = sub.results
-    ids = list(exercise_ids) if exercise_ids is not None else sorted(results)
-    total = sum(results[ex].score for ex in ids if ex in results)
-    most = sum((results[ex] if ex in results else run_checks(ex, {})).max_score for ex in ids)
-    lines = [f"Feedback for {sub.name}", f"Score: {_fmt(total)}/{_fmt(most)}"]
-    missing = [ex for ex in ids if ex not in results]
-    if missing:
-        lines.append(f"Not submitted (0 points): {', '.join(missing)}.")
-    waiting = sum(i.max_points for r in results.values() for i in r.items if not i.scored)
-    if waiting:
-        lines.append(f"{_fmt(waiting)} of the points wait for a person to read your answers.")
-    if sub.status != "ok" or not sub.runs:
-        lines.append(f"Status: {sub.status}. {sub.message}".rstrip())
-    for run in sub.runs:
-        lines += ["", f"== {run.notebook} =="]
-        if run.status == "ok":
-            lines.append(f"Ran to the end in {run.seconds:.1f} s.")
-        else:
-            lines.append(f"{run.status}: {run.message}")
-        for index, name, value in run.cell_errors:
-            lines.append(f"Cell {index} raised {name}: {value}")
-        lines += [f"Note: {n}" for n in run.notes]
-        for result in run.results.values():
-            lines += ["", str(result)]
-    if any(r.needs_review for r in results.values()):
-        lines += ["", "Some answers will be read by an instructor; the score may change."]
-    return "\n".join(lines) + "\n"
 
 
 def summary(book: pd.DataFrame, exercise_ids: list[str]) -> pd.DataFrame:
@@ -136,22 +95,10 @@ def plot_totals(book: pd.DataFrame):
     top = float(book["max_total"].max()) if len(book) else 1.0
     bins = [x - 0.5 for x in range(int(top) + 2)] if top <= 40 else 20
     ax.hist(book["total"], bins=bins, color="#4c72b0", edgecolor="white")
-    ax.set_xlabel(f"total score (out of {_fmt(top)})")
+    ax.set_xlabel(f"total score (out of {fmt_points(top)})")
     ax.set_ylabel("submissions")
     ax.set_title(f"Scores of {len(book)} submissions")
     return fig
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _safe_name(name: str) -> str:
@@ -195,7 +142,7 @@ def write_outputs(
     out = Path(out).resolve()
     reviews = review_path(out)
     apply_reviews(submissions, read_reviews(reviews))  # the points a person recorded
-    _atomic_write(reviews, utf8(review_csv(submissions, reviews)))
+    atomic_write(reviews, utf8(review_csv(submissions, reviews)))
     book = gradebook(submissions, exercise_ids)
     stem = out.with_suffix("")
     feedback_dir = stem.parent / f"{stem.name}-feedback"
@@ -205,21 +152,21 @@ def write_outputs(
         except Exception as exc:  # noqa: BLE001 -- one learner's feedback, not the class's
             why = type(exc).__name__
             text = f"Feedback for {sub.name}\nThe grader could not write it ({why}).\n"
-        _atomic_write(feedback_dir / file, utf8(printable(text)))
+        atomic_write(feedback_dir / file, utf8(printable(text)))
     summary_path = stem.parent / f"{stem.name}-summary.csv"
-    _atomic_write(summary_path, utf8(csv_text(summary(book, exercise_ids))))
+    atomic_write(summary_path, utf8(csv_text(summary(book, exercise_ids))))
     png = stem.parent / f"{stem.name}-scores.png"
     buffer = io.BytesIO()
     plot_totals(book).savefig(buffer, format="png", dpi=100)
-    _atomic_write(png, buffer.getvalue())
+    atomic_write(png, buffer.getvalue())
     paths = {"feedback": feedback_dir, "summary": summary_path, "plot": png, "review": reviews}
     paths["report"] = stem.parent / f"{stem.name}-report.html"
-    _atomic_write(paths["report"], utf8(report_html(submissions, exercise_ids)))
+    atomic_write(paths["report"], utf8(report_html(submissions, exercise_ids)))
     paths["canvas"] = stem.parent / f"{stem.name}-canvas.csv"
-    _atomic_write(paths["canvas"], utf8(canvas_csv(book, exercise_ids, roster)))
+    atomic_write(paths["canvas"], utf8(canvas_csv(book, exercise_ids, roster)))
     paths["moodle"] = stem.parent / f"{stem.name}-moodle.csv"
-    _atomic_write(paths["moodle"], utf8(moodle_csv(book, exercise_ids, roster)))
+    atomic_write(paths["moodle"], utf8(moodle_csv(book, exercise_ids, roster)))
     paths["results"] = record_path(out)
     write_record(paths["results"], to_record(submissions, exercise_ids, **(record or {})))
-    _atomic_write(out, utf8(csv_text(book)))  # last: it marks the run done
+    atomic_write(out, utf8(csv_text(book)))  # last: it marks the run done
     return {"gradebook": out, **paths}

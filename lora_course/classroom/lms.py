@@ -44,7 +44,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lora_course.classroom.grading import Submission
+from lora_course.classroom.results import Submission, feedback_text
 from lora_course.classroom.safety import csv_text, printable
 
 __all__ = ["ROSTER_COLUMNS", "read_roster", "canvas_csv", "moodle_csv", "gradescope_results"]
@@ -154,8 +154,6 @@ def gradescope_results(sub: Submission | None, exercise_ids: list[str], seconds:
     if sub is None:
         message = "No exercise notebook was found in this submission: upload the .ipynb files."
     else:
-        from lora_course.classroom.gradebook import feedback_text
-
         message = printable(feedback_text(sub, exercise_ids))
     return {
         "score": float(sum(t["score"] for t in tests)),

@@ -9,9 +9,10 @@ report, the platform files, a regrade and a merge need::
                       "runs": [{"notebook", "master", "status", "message", "seconds",
                                 "cell_errors", "notes", "results": {id: CheckResult.to_dict()}}]}]}
 
-- **Content hash** (:func:`content_hash`): SHA-256 over a submission's relative file names and
-  bytes. A regrade reuses a row whose hash and grader **fingerprint** (:func:`fingerprint`: the
-  masters' bytes and the checks' source) are both unchanged.
+- **Content hash** (:func:`lora_course.classroom.files.content_hash`): SHA-256 over a
+  submission's relative file names and bytes. A regrade reuses a row whose hash and grader
+  **fingerprint** (:func:`fingerprint`: the masters' bytes and the checks' source) are both
+  unchanged.
 - **Shards** (:func:`shard_of`): submissions sorted by name, the Kth of N takes every Nth
   (positions K-1, K-1+N, ...): the same folder always splits the same way.
 - **Merge** (:func:`merge_records`): parts of one folder (same listing, same N), each shard
@@ -26,12 +27,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from lora_course.checks import CheckResult
-from lora_course.classroom.grading import NotebookRun, Submission
+from lora_course.classroom.files import atomic_write
+from lora_course.classroom.results import NotebookRun, Submission
 
 __all__ = [
     "FORMAT",
     "MergeError",
-    "content_hash",
     "fingerprint",
     "parse_shard",
     "shard_of",
@@ -47,37 +48,6 @@ FORMAT = 1
 
 class MergeError(ValueError):
     """Partial gradebooks that do not join into one class: overlap, gap or mismatch."""
-
-
-def content_hash(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a submission: a file's bytes, or a folder's relative names and bytes.
-
-    Names are hashed as bytes; only regular files are read (a link or a device is never
-    opened: :func:`lora_course.classroom.submissions.inspect_submission` refuses them first),
-    in chunks, so memory stays flat whatever the size.
-    """
-    import os
-    import stat
-
-    path = Path(path)
-    digest = hashlib.sha256()
-    if path.is_symlink() or not path.is_dir():
-        files = [(os.fsencode(path.name), path)]
-    else:
-        files = sorted(
-            (os.fsencode((Path(top) / f).relative_to(path).as_posix()), Path(top) / f)
-            for top, _, names in os.walk(path, followlinks=False)
-            for f in names
-        )
-    for name, file in files:
-        if b".ipynb_checkpoints" in name.split(b"/") or not stat.S_ISREG(file.lstat().st_mode):
-            continue
-        digest.update(name + b"\0")
-        with open(file, "rb") as f:
-            while block := f.read(chunk):
-                digest.update(block)
-        digest.update(b"\0")
-    return digest.hexdigest()
 
 
 def fingerprint(master_paths: list[Path]) -> str:
@@ -156,9 +126,7 @@ def to_record(
 
 
 def write_record(path: Path, record: dict) -> None:
-    from lora_course.classroom.gradebook import _atomic_write
-
-    _atomic_write(path, json.dumps(record, indent=1).encode("utf-8"))
+    atomic_write(path, json.dumps(record, indent=1).encode("utf-8"))
 
 
 def read_record(path: str | Path) -> tuple[dict, list[Submission]]:

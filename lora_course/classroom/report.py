@@ -17,7 +17,7 @@ from collections import Counter
 
 import pandas as pd
 
-from lora_course.classroom.grading import Submission
+from lora_course.classroom.results import Submission
 from lora_course.classroom.safety import clean_name, printable
 
 __all__ = ["item_table", "review_table", "score_figure", "report_html"]

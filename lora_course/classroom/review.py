@@ -21,7 +21,7 @@ import csv
 import io
 from pathlib import Path
 
-from lora_course.classroom.grading import Submission
+from lora_course.classroom.results import Submission
 from lora_course.classroom.safety import csv_cell
 
 __all__ = ["COLUMNS", "EMPTY", "review_path", "read_reviews", "apply_reviews", "review_csv"]
