@@ -241,15 +241,26 @@ def _peft_model(base, variant: dict, seed: int, rank: int, alpha: float, targets
     return get_peft_model(copy.deepcopy(base), config)
 
 
+_FACTORS: dict = {}  # the same W gives the same start: computed once, shared by forked runs
+
+
+def _cached_factors(name: str, kind: str, weight, rank: int, scaling: float):
+    w = weight.detach().double()
+    key = (name, kind, rank, scaling, tuple(w.shape), float(w.sum()), float(w.square().sum()))
+    if key not in _FACTORS:
+        _FACTORS[key] = _qlora_factors(kind, weight, rank, scaling)
+    return _FACTORS[key]
+
+
 @torch.no_grad()
 def _start_qlora(model, kind: str, rank: int, alpha: float) -> None:
     """Replace each adapted base weight by its nf4 start and set A and B for ``kind``."""
     scaling = alpha / rank
-    for _, module in model.named_modules():
+    for name, module in model.named_modules():
         if not hasattr(module, "lora_A") or "default" not in getattr(module, "lora_A", {}):
             continue
         base = module.get_base_layer()
-        q, a, b = _qlora_factors(kind, base.weight, rank, scaling)
+        q, a, b = _cached_factors(name, kind, base.weight, rank, scaling)
         base.weight.copy_(q)
         if a is not None:
             module.lora_A["default"].weight.copy_(a)
@@ -396,6 +407,12 @@ def variant_runs(
                 | {"name": name, "seed": seed, "steps": steps, "batch_size": batch_size}
                 | {"eval_every": eval_every}
             )
+
+    for spec in {r["qlora"]: r for r in runs if r.get("qlora")}.values():  # before the fork
+        _start_qlora(
+            _peft_model(base, spec["variant"], 0, spec["rank"], spec["alpha"], spec["targets"]),
+            spec["qlora"], spec["rank"], spec["alpha"],
+        )  # fmt: skip
 
     def one(index: int) -> dict:
         return _one_run(base, tokenizer, train, test, runs[index])

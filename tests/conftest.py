@@ -97,30 +97,30 @@ def course_grading(tmp_path_factory):
     return once_per_run(tmp_path_factory, "course-grading", lambda: _grade_course_masters(root))
 
 
-# Seconds each of the slowest files took in a parallel `make test` (3 workers on 2 cores,
-# 2026-11-29). pytest-xdist hands out whole files in collection order (the Makefile turns off its
-# own reordering by test count), so the longest start first and the run does not end waiting on
-# one of them started late. A file missing here only runs later; nothing is skipped.
+# Seconds each of the slowest files took in a parallel `make test` (3 workers on 2 cores, a fresh
+# clone, 2026-12-03: the sum of its tests' times in --junitxml). pytest-xdist hands out whole files
+# in collection order (the Makefile turns off its own reordering by test count), so the longest
+# start first and the run does not end waiting on one of them started late. A file missing here
+# only runs later; nothing is skipped.
 SLOWEST_FIRST = {
-    # estimated, not yet measured in a parallel make test (issue 26): 45 short training runs
-    # side by side and three TRL runs; re-measure at the next timing pass
-    "notebooks/10_lora_family.ipynb": 65,
-    "tests/test_grading.py": 62,
-    "notebooks/02_rank_and_alpha.ipynb": 53,
-    "tests/test_grading_course.py": 50,
-    "notebooks/09_training_memory.ipynb": 47,
-    "notebooks/07_exercise_3.ipynb": 45,
-    "tests/browser/test_decks.py": 45,
-    "notebooks/08_adapters.ipynb": 44,
-    "notebooks/03_qlora.ipynb": 31,
-    "tests/test_distributed.py": 28,
-    "tests/test_hostile_class.py": 35,  # estimated (2026-12-03: 55 s at load 17 on 2 cores)
-    "tests/test_shards.py": 20,
+    "notebooks/10_lora_family.ipynb": 150,
+    "notebooks/08_adapters.ipynb": 98,
+    "tests/test_grading_course.py": 73,
+    "notebooks/09_training_memory.ipynb": 71,
+    "notebooks/02_rank_and_alpha.ipynb": 62,
+    "tests/test_grading.py": 59,
+    "tests/browser/test_decks.py": 54,
+    "notebooks/07_exercise_3.ipynb": 51,
+    "notebooks/03_qlora.ipynb": 36,
+    "tests/test_distributed.py": 35,
+    "tests/test_hostile_class.py": 31,
     "tests/test_lms.py": 20,
+    "tests/test_shards.py": 19,
     "tests/test_report.py": 19,
-    "tests/test_sandbox.py": 18,
+    "tests/test_sandbox.py": 19,
     "tests/browser/test_lab.py": 15,
-    "tests/test_training_memory.py": 15,
+    "tests/test_training_memory.py": 14,
+    "tests/test_check_exercise_3.py": 11,
 }
 
 
