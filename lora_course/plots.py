@@ -381,15 +381,16 @@ _MEMORY_PARTS = {  # legend label: columns of lora_course.training_memory.scenar
 
 def plot_training_memory(scenarios, model: str = "Llama-3.1-8B", gpus=(12, 16, 24, 40, 80)):
     """Stacked parts of the peak (decimal GB) for each row of
-    ``lora_course.training_memory.scenario_table``: one panel per method, one bar per batch x
-    tokens with checkpointing off/on, the smallest GPU that holds it above each bar ("*" when
-    borderline), and a dashed line per GPU at what it holds (a card sold as "24 GB" holds
-    24 GiB = 25.8 GB). A part that is zero in every bar gets no legend entry."""
+    ``lora_course.training_memory.scenario_table``: one panel per method, one pair of bars
+    per batch x tokens (checkpointing off, then on and hatched), the smallest GPU that holds
+    it above each bar ("*" when borderline), and a dashed line per GPU at what it holds (a
+    card sold as "24 GB" holds 24 GiB = 25.8 GB). A part that is zero in every bar gets no
+    legend entry."""
     from lora_course.training_memory import gpu_bytes
 
     methods = list(dict.fromkeys(scenarios["method"]))
     with mpl.rc_context(COURSE_STYLE):
-        fig, axes = plt.subplots(1, len(methods), figsize=(13, 5.5), sharey=True)
+        fig, axes = plt.subplots(1, len(methods), figsize=(11.6, 4.15), sharey=True)
     top = scenarios["peak_gb"].max()
     shown = {
         label: [c for c in columns if c in scenarios]
@@ -398,11 +399,18 @@ def plot_training_memory(scenarios, model: str = "Llama-3.1-8B", gpus=(12, 16, 2
     }
     for ax, method in zip(axes, methods, strict=True):
         part = scenarios[scenarios["method"] == method].reset_index(drop=True)
-        pos = torch.arange(len(part)).float().tolist()
+        settings = list(dict.fromkeys(zip(part["batch_size"], part["seq_len"], strict=True)))
+        # one group per batch x tokens, checkpointing off (plain) then on (hatched) side by side
+        pos = [
+            settings.index((b, s)) * 2.9 + (1.15 if gc else 0.0)
+            for b, s, gc in part[["batch_size", "seq_len", "checkpointing"]].itertuples(index=False)
+        ]
+        hatch = ["//" if gc else None for gc in part["checkpointing"]]
         bottom = [0.0] * len(part)
         for i, (label, cols) in enumerate(shown.items()):
             values = part[cols].sum(axis=1).tolist()
-            ax.bar(pos, values, bottom=bottom, color=f"C{i}", label=label, width=0.75)
+            ax.bar(pos, values, bottom=bottom, color=f"C{i}", label=label, width=0.85, hatch=hatch,
+                   edgecolor="white", linewidth=0)  # fmt: skip
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
         fits = part["fit"] if "fit" in part else ["fits"] * len(part)
         for x, height, gpu, fit in zip(pos, bottom, part["smallest_gpu"], fits, strict=True):
@@ -412,9 +420,8 @@ def plot_training_memory(scenarios, model: str = "Llama-3.1-8B", gpus=(12, 16, 2
             ax.text(x, height + top * 0.01, text, ha="center", va="bottom", fontsize=9)
         for size in gpus:
             ax.axhline(gpu_bytes(size) / 1e9, color="grey", linestyle="--", linewidth=0.8)
-        rows = part[["batch_size", "seq_len", "checkpointing"]].itertuples(index=False)
-        labels = [f"{b}x{s}\n{'ckpt' if gc else 'no ckpt'}" for b, s, gc in rows]
-        ax.set_xticks(pos, labels, fontsize=8)
+        ax.set_xticks([g * 2.9 + 0.575 for g in range(len(settings))],
+                      [f"{b}x{s}" for b, s in settings], fontsize=11)  # fmt: skip
         ax.set_title({"full": "full fine-tuning (mixed, AdamW)", "lora": "LoRA (bf16 base)",
                       "qlora": "QLoRA (nf4 + DQ)"}.get(method, method), fontsize=12)  # fmt: skip
         ax.grid(axis="x", visible=False)
@@ -442,9 +449,11 @@ def plot_training_memory(scenarios, model: str = "Llama-3.1-8B", gpus=(12, 16, 2
         f"{model}: training memory by part, GB; on a bar: the smallest GPU (as sold) it fits, "
         "* borderline"
     )
-    fig.supxlabel("batch x tokens, gradient checkpointing", fontsize=12)
+    fig.supxlabel("batch x tokens: left bar without, hatched bar with gradient checkpointing",
+                  fontsize=12)  # fmt: skip
     handles, names = axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=3, fontsize=10, bbox_to_anchor=(0.5, -0.13))
+    handles = [mpl.patches.Patch(color=h.patches[0].get_facecolor()) for h in handles]
+    fig.legend(handles, names, loc="lower center", ncol=4, fontsize=11, bbox_to_anchor=(0.5, -0.1))
     fig.tight_layout()
     plt.close(fig)
     return fig
