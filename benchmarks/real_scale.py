@@ -6,7 +6,9 @@ weights, the real layout; cached), then loads and trains it one fresh process at
 ``data/measurements/<model>-cpu.json``. Llama-3.2-1B takes about 5 GB of memory at its largest
 (fp32 LoRA) and tens of minutes on a 2-core CPU; it is not part of ``make test``.
 
-``--quick`` measures only the footprints and the 1 x 128 steps; ``--steps qlora`` only QLoRA.
+``--quick`` measures only the footprints and the 1 x 128 steps; ``--steps qlora`` only QLoRA;
+``--reprice`` measures nothing: it writes today's estimates beside the saved measurements (after
+a deliberate change to the estimator; the measurements stay as they were measured).
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ def main(argv=None) -> int:
         "--schemes", default=",".join(real_scale.FOOTPRINT_SCHEMES), help="footprint schemes"
     )
     parser.add_argument("--resume", action="store_true", help="keep rows already measured")
+    parser.add_argument(
+        "--reprice", action="store_true", help="re-price the saved measurements, measure nothing"
+    )
     args = parser.parse_args(argv)
+    if args.reprice:
+        results = real_scale.update_estimates(args.model, args.out)
+        print(real_scale.step_table(results).to_string(index=False))
+        return 0
     steps = [
         s
         for s in real_scale.STEP_SPECS

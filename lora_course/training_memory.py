@@ -24,7 +24,10 @@ architecture (``config``: a name in ``data/model-configs`` or a transformers con
 - activations saved for the backward pass, per token (below), with or without gradient
   checkpointing, and the logits: vocabulary x tokens, the largest single tensor for Llama 3;
 - for 4-bit bases, one dequantized weight at a time (bitsandbytes dequantizes each weight for
-  its matmul); the runtime's fixed overhead (CUDA context, allocator slack) only when given.
+  its matmul and frees it after): alive beside one layer's tensors, not beside the logits, so
+  it counts only where that layer's moment would beat the logits' (measured at Llama-3.2-1B's
+  size, ``data/measurements``: a QLoRA step peaks where LoRA's does, at the logits); the
+  runtime's fixed overhead (CUDA context, allocator slack) only when given.
 
 What the backward pass keeps, per token and decoder layer, in bytes (``c`` compute width, ``a``
 adapter width, ``q``/``kv`` query and key/value widths = heads x head_dim, measured with
@@ -308,12 +311,13 @@ def training_memory(
     per = activation_bytes_per_token(config, method, rank, target_modules, act_dtype, adapter_dtype)
     if gradient_checkpointing:
         saved = d["layers"] * per["checkpoint"] + per["final"]
-        extra = max(per["logits_backward"], per["layer"] + per["layer_backward"])
+        layer_moment = per["layer"] + per["layer_backward"]  # a recomputed layer's backward
         how = "each layer's input; one layer recomputed at a time"
     else:
         saved = d["layers"] * per["layer"] + per["final"] - per["frozen_input"]
-        extra = max(per["logits_backward"], per["layer_backward"])
+        layer_moment = per["layer_backward"]
         how = "every layer's saved tensors"
+    extra = max(per["logits_backward"], layer_moment)
     add(
         "activations",
         tokens * (saved - 4 * d["vocab"]),
@@ -327,9 +331,17 @@ def training_memory(
         f"vocab {d['vocab']:,} x tokens",
     )
     if method == "qlora":
+        # bitsandbytes dequantizes a 4-bit weight for its own matmul (forward and backward) and
+        # frees it: it is alive beside one layer's tensors, never beside the logits' gradients.
+        # It raises the peak only by what that layer's moment then exceeds the logits' moment.
         biggest = max(m.in_features * m.out_features for n, m in linears.items() if n != "lm_head")
+        beyond = max(0, tokens * (layer_moment - extra) + c * biggest)
         add(
-            "dequantized weight", c * biggest, False, "one 4-bit weight at a time, in compute dtype"
+            "dequantized weight",
+            beyond,
+            False,
+            f"one 4-bit weight at a time ({c * biggest / GB:.3f} GB), during its own matmul:"
+            " only what it adds above the logits' moment",
         )
     if devices > 1:
         layer = model.model.layers[0]

@@ -4,12 +4,15 @@ Used by tests/browser/test_decks.py. The walk presses only the right arrow, as a
 and fails on a slide or sub-slide it never reaches. Each step (slide, sub-slide or fragment) is
 measured in the browser: content below the slide or cut on its right (beyond ``PAD`` pixels),
 content under the navigation arrows, a fragment step whose new content shows nowhere on screen,
-a listing whose wrapped rows would not be marked as continuations, text smaller than
+a listing whose wrapped rows would not be marked as continuations, a sub-slide of nothing but
+code longer than ``CODE_ALONE`` lines, text smaller than
 ``MIN_TEXT_PX`` and a figure shown smaller than in the notebook (``MIN_FIGURE_SCALE``: its
 pixels on screen per pixel of the image).
 """
 
 from __future__ import annotations
+
+from lora_course.classroom.slide_layout import CODE_ALONE
 
 PAD = 2  # pixels of slack: sub-pixel rounding and borders (a viewer sees more than this)
 MIN_TEXT_PX = 13.5  # screen pixels: about 14 px, the smallest text readable projected
@@ -17,7 +20,7 @@ MIN_FIGURE_SCALE = 1.0  # a figure no smaller on the slide than in the notebook
 
 # Leaf-ish elements a reader reads; a cell's own box spans the full width and says little.
 _MEASURE = r"""
-([pad, minText, minScale]) => {
+([pad, minText, minScale, codeAlone]) => {
   const box = document.querySelector(".reveal .slides").getBoundingClientRect();
   const slide = Reveal.getCurrentSlide();
   const hidden = (el) => el.closest(".fragment:not(.visible)") !== null;
@@ -46,6 +49,9 @@ _MEASURE = r"""
     if (!hidden(pre) && pre.textContent.trim() && !pre.querySelector(".lc-line"))
       problems.push(`a listing whose wrapped rows are not marked (${name(pre)})`);
   }
+  const prose = slide.querySelector(".jp-RenderedMarkdown, .jp-OutputArea-output");
+  const code = slide.querySelectorAll(".jp-InputArea pre .lc-line").length;
+  if (!prose && code > codeAlone) problems.push(`a sub-slide of only code, ${code} lines`);
   const scale = Reveal.getScale();
   const texts = document.createTreeWalker(slide, NodeFilter.SHOW_TEXT);
   for (let n = texts.nextNode(); n; n = texts.nextNode()) {
@@ -84,7 +90,7 @@ def walk(page, on_problem=None, min_figure_scale=MIN_FIGURE_SCALE) -> list[tuple
         i = page.evaluate("Reveal.getIndices()")
         label = f"{i['h'] + 1}.{i['v'] + 1}" + (f" f{i['f']}" if i.get("f") is not None else "")
         seen.add((i["h"], i["v"]))
-        steps.append((label, page.evaluate(_MEASURE, [PAD, MIN_TEXT_PX, min_figure_scale])))
+        steps.append((label, page.evaluate(_MEASURE, [PAD, MIN_TEXT_PX, min_figure_scale, CODE_ALONE])))
         if steps[-1][1] and on_problem is not None:
             on_problem(label)
         if page.evaluate("Reveal.isLastSlide() && !Reveal.availableFragments().next"):
