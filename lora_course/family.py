@@ -352,7 +352,9 @@ def _one_run(base, tokenizer, train, test, spec: dict) -> dict:
         losses.append(loss.item())
         if spec["eval_every"] and (step % spec["eval_every"] == 0 or step == steps):
             curve.append((step, evaluate(model, tokenizer, test)))
-    accuracy = curve[-1][1] if curve and curve[-1][0] == steps else evaluate(model, tokenizer, test)
+    if not curve or curve[-1][0] != steps:  # the end is always one point of the curve
+        curve.append((steps, evaluate(model, tokenizer, test)))
+    accuracy = curve[-1][1]
     return {
         "name": spec["name"],
         "seed": seed,
@@ -383,7 +385,7 @@ def variant_runs(
         ``rank`` (8), ``alpha`` (16), ``targets`` ("all-linear" or a list), ``lr`` (the
         variant's), ``qlora`` (one of ``QLORA_INITS``: start from an nf4 base), ``full`` (True:
         full fine-tuning, every weight trains). ``eval_every``: held-out accuracy every so many
-        steps (0: at the end only), for ``steps_to_90``.
+        steps and at the end (0: at the end only), for ``steps_to_90``.
     Columns: name, seed, lr, trainable, accuracy, final_loss, mean_loss, steps_to_90, curve,
     seconds_per_step (training only, evaluations left out).
     """

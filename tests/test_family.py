@@ -119,6 +119,18 @@ def test_variant_rows_come_from_runs(tiny):
         variant_runs({"x": {}}, model=tiny)
 
 
+def test_a_run_evaluated_only_at_the_end_counts_its_end(tiny, monkeypatch):
+    """eval_every=0: the final accuracy is the curve's one point, so a run that ends above 90 %
+    counts as reaching it (it used to count as never reaching it)."""
+    import lora_course.family as family
+
+    monkeypatch.setattr(family, "evaluate", lambda *args, **kwargs: 0.95)
+    specs = {"LoRA": {"variant": VARIANTS["LoRA"]}}
+    runs = variant_runs(specs, seeds=(0,), model=tiny, steps=2, eval_size=4, eval_every=0, jobs=1)
+    assert runs.loc[0, "curve"] == [(2, 0.95)] and runs.loc[0, "steps_to_90"] == 2
+    assert variant_table(runs).loc[0, "reached_90"] == 1
+
+
 def test_pissa_factors_match_peft_pissa_init():
     from peft import LoraConfig, get_peft_model
 

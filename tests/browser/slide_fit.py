@@ -90,7 +90,8 @@ def walk(page, on_problem=None, min_figure_scale=MIN_FIGURE_SCALE) -> list[tuple
         i = page.evaluate("Reveal.getIndices()")
         label = f"{i['h'] + 1}.{i['v'] + 1}" + (f" f{i['f']}" if i.get("f") is not None else "")
         seen.add((i["h"], i["v"]))
-        steps.append((label, page.evaluate(_MEASURE, [PAD, MIN_TEXT_PX, min_figure_scale, CODE_ALONE])))
+        limits = [PAD, MIN_TEXT_PX, min_figure_scale, CODE_ALONE]
+        steps.append((label, page.evaluate(_MEASURE, limits)))
         if steps[-1][1] and on_problem is not None:
             on_problem(label)
         if page.evaluate("Reveal.isLastSlide() && !Reveal.availableFragments().next"):

@@ -1,6 +1,7 @@
-"""Every notebook's deck opens from file:// with the network blocked, shows its title slide, and
-fits: every slide, sub-slide and fragment step of every deck is walked at 1280 x 720 with the
-right-arrow key alone: every step must be reached, fit the slide and be legible (slide_fit.py)."""
+"""Every notebook's deck opens from file:// with the network blocked, shows its title slide and
+its typeset math, and fits: every slide, sub-slide and fragment step of every deck is walked at
+1280 x 720 with the right-arrow key alone: every step must be reached, fit the slide and be
+legible (slide_fit.py). One page load per deck does all of it."""
 
 from __future__ import annotations
 
@@ -46,21 +47,16 @@ def _title(notebook) -> str:
     return "".join(first["source"]).splitlines()[0].lstrip("# ").strip()
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_deck_title_slide_renders_offline(notebook, decks, watched_page):
-    deck = decks[f"{notebook.stem}.slides.html"]
-    page = _open(decks, notebook, watched_page)
+def _check_title_and_math(notebook, deck, page, watched_page):
+    """The title slide shows the notebook's title; every formula is typeset (the first one's
+    slide is photographed, with the title slide, for a person to look at)."""
     title_slide = page.locator(".reveal .slides > section.present").first
     text = title_slide.inner_text()
     watched_page.screenshot(f"{notebook.stem}.slides.png")
-
     assert _title(notebook).casefold() in text.casefold(), (
         f"title slide of {deck.name} shows: {text[:200]!r}"
     )
     assert page.evaluate("Reveal.getTotalSlides()") > 1
-    assert watched_page.blocked == [], "the deck asked the network for these"
-    assert watched_page.failed == [], "these local requests failed"
-    assert watched_page.errors == [], "the deck's scripts raised"
     math = page.locator("script[type^='math/tex']").count()  # MathJax 2 keeps the source here
     if math:
         assert page.locator(".MathJax_Error, .MathJax_Display .merror").count() == 0
@@ -79,9 +75,11 @@ def test_every_deck_is_in_build_slides(decks):
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_every_step_of_the_deck_fits_the_slide(notebook, decks, watched_page):
+def test_the_deck_renders_offline_and_every_step_fits(notebook, decks, watched_page):
+    """One page load per deck (a load lays the deck out and typesets it: the costly part)."""
     deck = decks[f"{notebook.stem}.slides.html"]
     page = _open(decks, notebook, watched_page)
+    _check_title_and_math(notebook, deck, page, watched_page)
     shots = {}
 
     def screenshot(label):
@@ -95,3 +93,6 @@ def test_every_step_of_the_deck_fits_the_slide(notebook, decks, watched_page):
         if problems
     ]
     assert not bad, f"{deck.name}: {len(bad)} step(s) do not fit:\n" + "\n".join(bad)
+    assert watched_page.blocked == [], "the deck asked the network for these"
+    assert watched_page.failed == [], "these local requests failed"
+    assert watched_page.errors == [], "the deck's scripts raised"
