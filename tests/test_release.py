@@ -149,6 +149,7 @@ def test_a_lettered_notebook_is_a_master_and_is_released(tmp_path):
 def test_the_course_masters_release(tmp_path):
     masters = master_notebooks("notebooks")
     assert masters, "no master notebooks found"
+    assert "02b_rank_and_alpha_in_training.ipynb" in [p.name for p in masters]
     assert len(release_all(masters, tmp_path)) == len(masters)
 
 
