@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from lora_course.classroom.release import master_notebooks
+
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 LESSON_TARGET_S = 60.0
 EXERCISE_TARGET_S = 120.0
@@ -45,7 +47,7 @@ def rows(env: dict | None = None, label: str | None = None) -> list[dict]:
     out, total = [], 0.0
     bf16 = bf16_support(env)
     where = f", {label}" if label else "".join(f", {k}={v}" for k, v in (env or {}).items())
-    for nb in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+    for nb in master_notebooks(NOTEBOOKS):  # NN_*.ipynb and NNx_*.ipynb (02b), in course order
         start = time.perf_counter()
         proc = subprocess.run(
             [

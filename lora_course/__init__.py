@@ -13,7 +13,7 @@ The model
     ``training_memory``  peak training memory part by part, on one or N devices (09)
     ``data``             the tiny model's corpus and the fine-tuning task
     ``train``            the training loop, held-out evaluation, generation
-    ``sweep``            one fine-tuning run per (rank, alpha) setting, several seeds (02, 07)
+    ``sweep``            one fine-tuning run per (rank, alpha) setting, several seeds (02b, 07)
     ``adapters``         save, load, merge and switch adapters in PEFT's format (08)
 Showing it
     ``plots``            every figure; ``widgets`` the interactive views; ``toy`` a toy regression

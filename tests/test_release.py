@@ -133,9 +133,23 @@ def test_missing_only_keeps_a_learners_edits(tmp_path):
     assert release_all([master], out, missing_only=True) == [target]
 
 
+def test_a_lettered_notebook_is_a_master_and_is_released(tmp_path):
+    masters = tmp_path / "masters"
+    masters.mkdir()
+    for name in ("02_a.ipynb", "02b_a_in_training.ipynb", "03_b.ipynb"):
+        nbformat.write(new_notebook(cells=[new_markdown_cell(f"# {name}")]), masters / name)
+    for name in ("02B_upper.ipynb", "2b_one_digit.ipynb", "02bc_two_letters.ipynb", "notes.ipynb"):
+        nbformat.write(new_notebook(cells=[new_markdown_cell("not a master")]), masters / name)
+    found = master_notebooks(masters)
+    assert [p.name for p in found] == ["02_a.ipynb", "02b_a_in_training.ipynb", "03_b.ipynb"]
+    released = release_all(found, tmp_path / "release")
+    assert (tmp_path / "release" / "02b_a_in_training.ipynb") in released
+
+
 def test_the_course_masters_release(tmp_path):
     masters = master_notebooks("notebooks")
     assert masters, "no master notebooks found"
+    assert "02b_rank_and_alpha_in_training.ipynb" in [p.name for p in masters]
     assert len(release_all(masters, tmp_path)) == len(masters)
 
 

@@ -59,7 +59,8 @@ TEXT_PLACEHOLDER = "*Write your answer here.*"
 SOLUTION_TAG = "solution"
 INSTRUCTOR_TAG = "instructor"
 
-_MASTER_NAME = re.compile(r"^\d\d_.+\.ipynb$")
+# NN_ or NNx_ (x a lowercase letter): 02b follows 02 without renumbering 03..10 or the exercises.
+_MASTER_NAME = re.compile(r"^\d\d[a-z]?_.+\.ipynb$")
 
 
 class MarkerError(ValueError):
@@ -67,7 +68,8 @@ class MarkerError(ValueError):
 
 
 def master_notebooks(folder: str | Path) -> list[Path]:
-    """The master notebooks ``NN_*.ipynb`` in ``folder``, sorted by name."""
+    """The master notebooks ``NN_*.ipynb`` (or ``NNx_*.ipynb``, e.g. ``02b_``) in ``folder``, sorted
+    by name."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no notebook folder {folder}: pass the folder of NN_*.ipynb")
