@@ -177,8 +177,8 @@ def footprint_table(results: dict) -> pd.DataFrame:
 
 def step_table(results: dict) -> pd.DataFrame:
     """One row per training step: method, tokens, checkpointing, the step's peak above its
-    baseline measured and estimated (MB), their ratio, the saved-for-backward and weights
-    ratios, seconds."""
+    baseline measured and estimated (MB), their ratio (``est / meas``), the ratios of the
+    tensors saved for backward (``saved, est / meas``) and of the weights, seconds."""
     rows = []
     for row in results["steps"]:
         spec, m, e = row["spec"], row["measured"], row["estimated"]
@@ -187,10 +187,10 @@ def step_table(results: dict) -> pd.DataFrame:
                 "method": spec["method"],
                 "tokens": f"{spec['batch']} x {spec['seq_len']}",
                 "checkpointing": spec["checkpointing"],
-                "peak measured MB": round(m["step"] / 1e6),
-                "peak estimated MB": round(e["step above baseline"] / 1e6),
-                "estimated / measured": round(e["step above baseline"] / m["step"], 3),
-                "saved for backward, est / meas": round(e["saved for backward"] / m["saved"], 4),
+                "measured MB": round(m["step"] / 1e6),
+                "estimated MB": round(e["step above baseline"] / 1e6),
+                "est / meas": round(e["step above baseline"] / m["step"], 3),
+                "saved, est / meas": round(e["saved for backward"] / m["saved"], 4),
                 "weights, est / meas": round(e["weights"] / m["weights"], 4),
                 "seconds": round(m["seconds"], 1),
             }
