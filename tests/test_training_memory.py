@@ -42,7 +42,9 @@ def with_lora(model, targets="all-linear", checkpointing=False):
     from peft import LoraConfig, get_peft_model
 
     if checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False}
+        )
         model.enable_input_require_grads()
     lora = LoraConfig(r=8, lora_alpha=16, target_modules=targets, lora_dropout=0.0)
     model = get_peft_model(model, lora)
