@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from lora_course.machinery.memory_evidence import _status, _with_lora  # noqa: E402
+from lora_course.machinery.hardware import process_status_bytes as _status  # noqa: E402
+from lora_course.machinery.memory_evidence import _with_lora  # noqa: E402
 from lora_course.machinery.shape_true import SMALL_1B, shape_true_model  # noqa: E402
 from lora_course.memory import measured_quant_state_bytes, weight_footprint  # noqa: E402
 from lora_course.models import load_model, quantization_config  # noqa: E402

@@ -26,6 +26,8 @@ import torch
 
 __all__ = [
     "available_bytes",
+    "measuring_env",
+    "process_status_bytes",
     "check_memory",
     "NATIVE_LIMIT",
     "bf16_slowdown",
@@ -150,3 +152,21 @@ def check_memory(n_bytes: int, what: str, margin: float = 1.1) -> None:
             f"{free / 1e9:.1f} GB available now. Fix: free memory, use a smaller model or a "
             "smaller scheme (bf16 or nf4 instead of fp32), or use a machine with more memory"
         )
+
+
+def process_status_bytes(field: str) -> int:
+    """A memory field of this process's ``/proc/self/status`` (``VmRSS``, ``VmHWM``), in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} is not in /proc/self/status: measuring memory needs Linux")
+
+
+def measuring_env() -> dict:
+    """The environment of a fresh process that measures memory: glibc maps every block over
+    64 KiB on its own, so freed tensors go back to the system instead of hiding in the
+    baseline; the course's own package first on the path."""
+    import os
+
+    root = Path(__file__).resolve().parents[2]
+    return dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", PYTHONPATH=str(root))

@@ -14,25 +14,28 @@
 - ``weights`` (``get_memory_footprint()`` + quantization state), ``trainable``, and
   ``optimizer_state`` (the bytes of the optimizer's state tensors, storages counted once).
 
-``measure_loss_peaks`` measures the same way the peak of the loss alone (logits, cross-entropy
-and their backward) on the tiny model's hidden states, whole or in chunks of tokens
-(``chunked_cross_entropy``): one of the techniques that take QLoRA below the estimate.
-
 A fresh process per measurement keeps one run's freed memory out of the next one's figures.
-``published_comparison()`` prices the settings of published measurements (``PUBLISHED``: rows
-are data; add one with its source).
+
+Two neighbours, re-exported here for notebook 09: ``lora_course.machinery.loss_peaks`` (the
+loss alone, whole or chunked, measured the same way) and ``lora_course.machinery.published``
+(the estimate against published figures).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
+
+from lora_course.machinery.hardware import measuring_env, process_status_bytes
+
+# Notebook 09 reads these as ``evidence.<name>`` too; each lives in its own module.
+from lora_course.machinery.loss_peaks import chunked_cross_entropy, measure_loss_peaks
+from lora_course.machinery.published import PUBLISHED, published_comparison
 
 __all__ = [
     "llama_config",
@@ -50,7 +53,6 @@ __all__ = [
     "measure_loss_peaks",
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
 _OPTIMIZERS = {
     "adamw": ("torch.optim", "AdamW"),
     "paged-adamw": ("bitsandbytes.optim", "PagedAdamW"),
@@ -158,13 +160,6 @@ def checkpointing_step_times(batch: int = 4, seq_len: int = 128, repeats: int = 
     }
 
 
-def _status(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} is not in /proc/self/status: measure_step needs Linux")
-
-
 def llama_config(sizes: dict | None = None):
     """The tiny model's config, or a Llama of ``sizes`` (``h``, ``i``, ``layers``, ``heads``,
     ``kv``, ``vocab``, optional ``tied``), the models ``measure_step`` trains."""
@@ -265,11 +260,11 @@ def _child(spec: dict) -> dict:
     step(torch.randint(0, vocab, (1, 16)))
     ids = torch.randint(0, vocab, (spec["batch"], spec["seq_len"]))
     Path("/proc/self/clear_refs").write_text("5")
-    baseline = _status("VmRSS")
+    baseline = process_status_bytes("VmRSS")
     start = time.perf_counter()
     step(ids)
     seconds = time.perf_counter() - start
-    step_bytes = _status("VmHWM") - baseline
+    step_bytes = process_status_bytes("VmHWM") - baseline
     return {
         "step": step_bytes,
         "seconds": seconds,
@@ -322,7 +317,7 @@ def measure_steps(specs: dict[str, dict]) -> dict[str, dict]:
     """
     for name, spec in specs.items():
         _check_spec(spec, f"specs[{name!r}]")
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", PYTHONPATH=str(ROOT))
+    env = measuring_env()
     running = {
         name: subprocess.Popen(
             [sys.executable, "-m", "lora_course.machinery.memory_evidence", json.dumps(spec)],
@@ -387,195 +382,5 @@ def step_comparison(spec: dict, measured: dict) -> pd.DataFrame:
     return out
 
 
-# Published peak-memory figures with their settings. ``settings`` are training_memory's
-# arguments for the same run; ``part`` compares one part only (None: the whole peak).
-PUBLISHED = [
-    {
-        "source": "QLoRA paper (Dettmers et al. 2023, arXiv 2305.14314)",
-        "model": "Llama-2-7B",
-        "what": "7B base model in 4 bit, alone (measured)",
-        "published_gb": 5.048,
-        "settings": {"method": "qlora", "prepared": False},
-        "part": ("base weights", "quantization state"),
-    },
-    {
-        "source": "LLaMA-Factory wiki: plain transformers + PEFT, measured",
-        "model": "Llama-2-7B",
-        "what": "QLoRA, batch 4 x 1,024 tokens, gradient checkpointing",
-        "published_gb": 9.0,
-        "settings": {"method": "qlora", "batch_size": 4, "seq_len": 1024},
-        "part": None,
-    },
-    {
-        "source": "LLaMA-Factory README, hardware table (an estimate, not a measurement)",
-        "model": "Llama-2-7B",
-        "what": "QLoRA 4-bit, 7B (no batch or length stated)",
-        "published_gb": 6.0,
-        "settings": {"method": "qlora", "batch_size": 1, "seq_len": 512},
-        "part": None,
-    },
-]
-
-
-def _priced_with(row: dict) -> str:
-    """The settings ``training_memory`` priced a published row with, in words."""
-    import inspect
-
-    from lora_course.training_memory import training_memory
-
-    defaults = {
-        k: v.default
-        for k, v in inspect.signature(training_memory).parameters.items()
-        if v.default is not inspect.Parameter.empty
-    }
-    kw = {**defaults, **row["settings"]}
-    if row["part"] is not None:
-        return " + ".join(row["part"]) + (", prepared" if kw["prepared"] else ", not prepared")
-    words = [
-        kw["method"],
-        f"batch {kw['batch_size']} x {kw['seq_len']:,}",
-        "checkpointing" if kw["gradient_checkpointing"] else "no checkpointing",
-        f"r={kw['rank']}, all linear" if kw["method"] != "full" else "",
-        "prepared" if kw["prepared"] and kw["method"] == "qlora" else "",
-        kw["optimizer"],
-    ]
-    return ", ".join(w for w in words if w)
-
-
-def published_comparison(rows=PUBLISHED) -> pd.DataFrame:
-    """Each published figure beside our estimate of the same settings.
-
-    Columns: ``source``, ``model``, ``settings`` (what was measured), ``priced with`` (the
-    estimate's settings, in words: a figure without stated settings shows which were assumed),
-    ``published_gb``,
-    ``estimated_gb``, ``ratio`` (estimated / published).
-    """
-    from lora_course.training_memory import training_memory
-
-    out = []
-    for row in rows:
-        table = training_memory(row["model"], **row["settings"])
-        if row["part"] is not None:
-            table = table[table["part"].isin(row["part"])]
-        estimate = table["bytes"].sum() / 1e9
-        out.append(
-            {
-                "source": row["source"],
-                "model": row["model"],
-                "settings": row["what"],
-                "priced with": _priced_with(row),
-                "published_gb": row["published_gb"],
-                "estimated_gb": estimate,
-                "ratio": estimate / row["published_gb"],
-            }
-        )
-    return pd.DataFrame(out)
-
-
-def chunked_cross_entropy(hidden, weight, labels, chunk_size: int = 128):
-    """Mean cross-entropy of the logits ``hidden @ weight.T`` against ``labels`` without ever
-    holding the logits of all tokens: each chunk of ``chunk_size`` tokens computes its logits
-    and loss under ``torch.utils.checkpoint``, so the backward pass keeps only the chunk's
-    hidden states and recomputes its logits (what chunked or fused cross-entropy kernels do;
-    Liger Kernel, Unsloth and torchtune ship such losses, none of them pinned here).
-
-    ``hidden``: (tokens, h); ``weight``: (vocab, h), the output head; ``labels``: (tokens,),
-    -100 for positions without a loss. Equals ``F.cross_entropy(hidden @ weight.T, labels)``.
-    """
-    from torch.nn import functional as F
-    from torch.utils.checkpoint import checkpoint
-
-    if chunk_size <= 0:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-
-    def piece(h, y):
-        return F.cross_entropy(h @ weight.T, y, reduction="sum")
-
-    total = sum(
-        checkpoint(
-            piece, hidden[i : i + chunk_size], labels[i : i + chunk_size], use_reentrant=False
-        )
-        for i in range(0, hidden.shape[0], chunk_size)
-    )
-    return total / (labels != -100).sum()
-
-
-def _loss_child(spec: dict) -> dict:
-    """The peak above baseline of one loss's forward and backward on the tiny model's hidden
-    states (``spec``: ``tokens``, ``chunk_size``: None for the whole logits at once)."""
-    from torch.nn import functional as F
-
-    from lora_course.models import load_model
-
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = load_model(device="cpu")[0]
-    ids = torch.randint(0, model.config.vocab_size, (1, spec["tokens"]))
-    with torch.no_grad():
-        hidden = model.model(input_ids=ids).last_hidden_state[0]
-    hidden.requires_grad_(True)
-    weight = model.lm_head.weight.detach().requires_grad_(True)
-    labels = ids[0]
-
-    def loss():
-        if spec["chunk_size"] is None:
-            return F.cross_entropy(hidden @ weight.T, labels)
-        return chunked_cross_entropy(hidden, weight, labels, spec["chunk_size"])
-
-    loss().backward()  # warm-up: the gradients' buffers and the kernels are in the baseline
-    value = loss().detach()
-    hidden.grad = weight.grad = None
-    Path("/proc/self/clear_refs").write_text("5")
-    baseline = _status("VmRSS")
-    loss().backward()
-    return {
-        "peak": _status("VmHWM") - baseline,
-        "loss": value.item(),
-        "logits_bytes": 4 * spec["tokens"] * model.config.vocab_size,
-    }
-
-
-def measure_loss_peaks(tokens: int = 4096, chunk_sizes=(None, 512, 128)) -> pd.DataFrame:
-    """Peak memory above baseline of the loss (logits + cross-entropy, forward and backward)
-    on the tiny model's hidden states for ``tokens`` tokens, whole (None) and in chunks, each
-    in its own fresh process (``_loss_child``). Columns: ``chunk_size``, ``peak_bytes``,
-    ``loss``, ``logits_bytes`` (one fp32 copy of all the logits)."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", PYTHONPATH=str(ROOT))
-    running = {
-        chunk: subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lora_course.machinery.memory_evidence",
-                "--loss",
-                json.dumps({"tokens": tokens, "chunk_size": chunk}),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for chunk in chunk_sizes
-    }
-    rows = []
-    for chunk, process in running.items():
-        out, err = process.communicate()
-        if process.returncode != 0:
-            raise RuntimeError(f"the process measuring chunk_size={chunk} failed:\n{err[-2000:]}")
-        got = json.loads(out.strip().splitlines()[-1])
-        rows.append(
-            {
-                "chunk_size": "whole" if chunk is None else chunk,
-                "peak_bytes": got["peak"],
-                "loss": got["loss"],
-                "logits_bytes": got["logits_bytes"],
-            }
-        )
-    return pd.DataFrame(rows)
-
-
 if __name__ == "__main__":
-    if sys.argv[1] == "--loss":
-        print(json.dumps(_loss_child(json.loads(sys.argv[2]))))
-    else:
-        print(json.dumps(_child(json.loads(sys.argv[1]))))
+    print(json.dumps(_child(json.loads(sys.argv[1]))))
