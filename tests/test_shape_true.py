@@ -9,6 +9,8 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download anything
 
+import json
+
 import pytest
 import torch
 
@@ -136,12 +138,30 @@ def test_exercise_2_prices_a_shape_true_folder_and_accepts_its_footprints(small,
 @pytest.mark.parametrize("name", ["Llama-3.2-1B", "Llama-3.2-3B"])
 def test_the_saved_estimates_are_what_the_calculators_say_today(name):
     results = real_scale.load_results(name)
-    if name == "Llama-3.2-1B":  # the whole table; 3B has what its run had time for
+    if name == "Llama-3.2-1B":  # every footprint; 3B's fp32 and int8 loads were not run
         assert {r["scheme"] for r in results["footprints"]} == set(real_scale.FOOTPRINT_SCHEMES)
-        assert len(results["steps"]) == len(real_scale.STEP_SPECS)
+    assert sorted(json.dumps(r["spec"], sort_keys=True) for r in results["steps"]) == sorted(
+        json.dumps(s, sort_keys=True) for s in real_scale.STEP_SPECS
+    )  # every step
     table = real_scale.reprice(results)
     changed = table[table["saved"] != table["now"]]
     assert changed.empty, (
         "the calculators no longer give the estimates saved beside the 1B measurements; "
         f"re-run `{real_scale.COMMAND}` if the change is meant:\n{changed.to_string()}"
     )
+
+
+def test_over_by_gradients_is_the_saved_estimate_minus_the_measured_peak():
+    results = real_scale.load_results("Llama-3.2-1B")
+    table = real_scale.over_by_gradients(results)
+    assert len(table) == len(results["steps"])
+    row = next(r for r in results["steps"] if r["spec"]["seq_len"] == 128)
+    over = (row["estimated"]["step above baseline"] - row["measured"]["step"]) / 1e6
+    spec = row["spec"]
+    got = table[
+        (table["method"] == spec["method"])
+        & (table["tokens"] == f"1 x {spec['seq_len']}")
+        & (table["checkpointing"] == spec["checkpointing"])
+    ]
+    assert got["estimate over MB"].item() == round(over, 1)
+    assert got["gradients MB"].item() == round(row["measured"]["trainable"] / 1e6, 1)
