@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from lora_course.machinery.hardware import process_status_bytes as _status  # noqa: E402
+from lora_course.machinery.hardware import process_status_bytes  # noqa: E402
 from lora_course.machinery.memory_evidence import _with_lora  # noqa: E402
 from lora_course.machinery.shape_true import SMALL_1B, shape_true_model  # noqa: E402
 from lora_course.memory import measured_quant_state_bytes, weight_footprint  # noqa: E402
@@ -55,7 +55,7 @@ def _lesson_config(compute: torch.dtype):
 
 def _memory(device: str) -> int:
     if device == "cpu":
-        return _status("VmHWM")
+        return process_status_bytes("VmHWM")
     return torch.cuda.max_memory_allocated()
 
 
@@ -63,7 +63,7 @@ def _reset(device: str) -> int:
     """Reset the peak counter; return the memory in use now."""
     if device == "cpu":
         Path("/proc/self/clear_refs").write_text("5")
-        return _status("VmRSS")
+        return process_status_bytes("VmRSS")
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     return torch.cuda.memory_allocated()

@@ -185,9 +185,7 @@ def step_table(results: dict) -> pd.DataFrame:
         spec, m, e = row["spec"], row["measured"], row["estimated"]
         rows.append(
             {
-                "method": spec["method"],
-                "tokens": f"{spec['batch']} x {spec['seq_len']}",
-                "checkpointing": spec["checkpointing"],
+                **_step_key(spec),
                 "measured MB": round(m["step"] / 1e6),
                 "estimated MB": round(e["step above baseline"] / 1e6),
                 "est / meas": round(e["step above baseline"] / m["step"], 3),
@@ -196,10 +194,7 @@ def step_table(results: dict) -> pd.DataFrame:
                 "seconds": round(m["seconds"], 1),
             }
         )
-    order = ["method", "tokens", "checkpointing"]
-    if not rows:
-        return pd.DataFrame(columns=order)
-    return pd.DataFrame(rows).sort_values(order, key=_natural).reset_index(drop=True)
+    return _in_step_order(rows)
 
 
 def over_by_gradients(results: dict) -> pd.DataFrame:
@@ -209,9 +204,7 @@ def over_by_gradients(results: dict) -> pd.DataFrame:
     (``zero_grad(set_to_none=True)``)."""
     rows = [
         {
-            "method": row["spec"]["method"],
-            "tokens": f"{row['spec']['batch']} x {row['spec']['seq_len']}",
-            "checkpointing": row["spec"]["checkpointing"],
+            **_step_key(row["spec"]),
             "estimate over MB": round(
                 (row["estimated"]["step above baseline"] - row["measured"]["step"]) / 1e6, 1
             ),
@@ -219,8 +212,24 @@ def over_by_gradients(results: dict) -> pd.DataFrame:
         }
         for row in results["steps"]
     ]
-    order = ["method", "tokens", "checkpointing"]
-    return pd.DataFrame(rows).sort_values(order, key=_natural).reset_index(drop=True)
+    return _in_step_order(rows)
+
+
+_STEP_KEY = ["method", "tokens", "checkpointing"]
+
+
+def _step_key(spec: dict) -> dict:
+    return {
+        "method": spec["method"],
+        "tokens": f"{spec['batch']} x {spec['seq_len']}",
+        "checkpointing": spec["checkpointing"],
+    }
+
+
+def _in_step_order(rows: list[dict]) -> pd.DataFrame:
+    if not rows:
+        return pd.DataFrame(columns=_STEP_KEY)
+    return pd.DataFrame(rows).sort_values(_STEP_KEY, key=_natural).reset_index(drop=True)
 
 
 def _natural(column: pd.Series) -> pd.Series:
@@ -230,21 +239,25 @@ def _natural(column: pd.Series) -> pd.Series:
     return column
 
 
+def _estimates_today(results: dict):
+    """(row, today's estimate) for every saved footprint and step row of ``results``."""
+    name = results["model"]
+    for row in results["footprints"]:
+        yield row, _estimated_footprint(name, row["scheme"])
+    for row in results["steps"]:
+        yield row, _estimated_step(name, row["spec"], row["measured"])
+
+
 def reprice(results: dict) -> pd.DataFrame:
     """Every saved estimate beside today's calculators' estimate of the same row.
 
     Columns: ``row``, ``part``, ``saved`` (bytes saved with the measurement), ``now``.
     """
-    name = results["model"]
-    rows = []
-    for row in results["footprints"]:
-        now = _estimated_footprint(name, row["scheme"])
-        for part, saved in row["estimated"].items():
-            rows.append((row["scheme"], part, saved, now[part]))
-    for row in results["steps"]:
-        now = _estimated_step(name, row["spec"], row["measured"])
-        for part, saved in row["estimated"].items():
-            rows.append((json.dumps(row["spec"]), part, saved, now[part]))
+    rows = [
+        (row.get("scheme") or json.dumps(row["spec"]), part, saved, now[part])
+        for row, now in _estimates_today(results)
+        for part, saved in row["estimated"].items()
+    ]
     return pd.DataFrame(rows, columns=["row", "part", "saved", "now"])
 
 
@@ -253,10 +266,8 @@ def update_estimates(name: str = "Llama-3.2-1B", path: str | Path | None = None)
     are kept as measured) and the date they were priced; return the results."""
     path = Path(path) if path is not None else results_path(name)
     results = load_results(name, path)
-    for row in results["footprints"]:
-        row["estimated"] = _estimated_footprint(name, row["scheme"])
-    for row in results["steps"]:
-        row["estimated"] = _estimated_step(name, row["spec"], row["measured"])
+    for row, now in list(_estimates_today(results)):
+        row["estimated"] = now
     results["estimates_priced"] = time.strftime("%Y-%m-%d", time.gmtime())
     path.write_text(json.dumps(results, indent=1) + "\n")
     return results
