@@ -20,14 +20,17 @@ pytestmark = pytest.mark.slow
 
 # seconds; 10, 25 timed out every submission when xdist ran this beside notebooks on a 2-core
 # machine loaded by other work (load average 17); each submission here takes a few seconds on a
-# machine running only this suite. The stubborn loop waits TIMEOUT idle, which xdist overlaps.
+# machine running only this suite. Both endless loops below wait idle (sleeping), which xdist
+# overlaps with other work: a `while True: pass` would keep a core busy for all CELL_TIMEOUT
+# seconds (15 CPU-seconds of a 2-core machine, measured), and the interrupt reaches a sleeping
+# loop and a spinning one alike (KeyboardInterrupt between two bytecodes or out of the sleep).
 CELL_TIMEOUT, TIMEOUT = 15, 40
 
 SUBMISSIONS = {
     "reference": dict(code=SOLUTION),
     "untouched": None,
     "wrong": dict(code=WRONG),
-    "loop": dict(code=SOLUTION, before="while True:\n    pass"),
+    "loop": dict(code=SOLUTION, before="import time\nwhile True:\n    time.sleep(0.05)"),
     "stubborn": dict(
         code=SOLUTION,
         before="import time\nwhile True:\n    try:\n        time.sleep(0.1)\n"
