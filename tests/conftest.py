@@ -98,32 +98,32 @@ def course_grading(tmp_path_factory):
 
 
 # Seconds each of the slowest files took in a parallel `make test` (3 workers on 2 cores, a fresh
-# clone, 2026-12-03: the sum of its tests' times in --junitxml). pytest-xdist hands out whole files
-# in collection order (the Makefile turns off its own reordering by test count), so the longest
+# clone, 2026-12-03 14:00 UTC: the sum of its tests' times in --junitxml, so under the contention
+# of the other workers: notebook 10 ran 65 s alone). pytest-xdist hands out whole files in
+# collection order (the Makefile turns off its own reordering by test count), so the longest
 # start first and the run does not end waiting on one of them started late. A file missing here
 # only runs later; nothing is skipped.
 SLOWEST_FIRST = {
-    "notebooks/10_lora_family.ipynb": 150,
-    "notebooks/08_adapters.ipynb": 98,
-    "tests/test_grading_course.py": 73,
-    "notebooks/09_training_memory.ipynb": 71,
-    "tests/test_grading.py": 59,
-    "tests/browser/test_decks.py": 54,
-    # 02 took 62 s before its training sections moved to 02b: split by the two notebooks' shares
-    # of their cells' time under nbval (6.4 s and 41.7 s, a shared machine), 13 % and 87 %.
-    "notebooks/02b_rank_and_alpha_in_training.ipynb": 54,
-    "notebooks/07_exercise_3.ipynb": 51,
+    "notebooks/10_lora_family.ipynb": 185,
+    "notebooks/08_adapters.ipynb": 124,
+    "tests/test_grading_course.py": 82,
+    "notebooks/02b_rank_and_alpha_in_training.ipynb": 78,
+    "notebooks/09_training_memory.ipynb": 67,
+    "tests/test_grading.py": 66,
+    "notebooks/07_exercise_3.ipynb": 52,
+    "tests/test_distributed.py": 44,
+    "tests/browser/test_decks.py": 44,
+    "tests/test_hostile_class.py": 44,
     "notebooks/03_qlora.ipynb": 36,
-    "tests/test_distributed.py": 35,
-    "tests/test_hostile_class.py": 31,
-    "tests/test_lms.py": 20,
-    "tests/test_shards.py": 19,
-    "tests/test_report.py": 19,
+    "tests/test_lms.py": 25,
+    "tests/test_shards.py": 24,
     "tests/test_sandbox.py": 19,
-    "tests/browser/test_lab.py": 15,
-    "tests/test_training_memory.py": 14,
-    "tests/test_check_exercise_3.py": 11,
-    "notebooks/02_rank_and_alpha.ipynb": 8,
+    "tests/test_training_memory.py": 17,
+    "tests/test_report.py": 17,
+    "tests/browser/test_lab.py": 16,
+    "tests/test_check_exercise_3.py": 12,
+    "tests/test_train.py": 11,
+    "tests/test_adapters.py": 10,
 }
 
 
