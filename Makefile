@@ -12,7 +12,7 @@ export LORA_COURSE_CHROMIUM := $(CHROMIUM)
 
 .PHONY: help setup lab workspace release grade test lint unit notebooks execute doctor clean \
 	slides test-browser test-limits chromium bubblewrap bench bench-real-scale bench-gpu \
-	test-real-path
+	test-real-path cpu-per-file
 
 help:
 	@echo "make lab       set up .venv and open the course (student notebooks in workspace/)"
@@ -26,6 +26,7 @@ help:
 	@echo "               (SOLUTIONS=1: the exercises' instructor decks, with the solutions)"
 	@echo "make test-browser  decks and JupyterLab checked in headless Chromium"
 	@echo "make test-limits   exercise 3's largest allowed sweep graded with the default limits (slow)"
+	@echo "make cpu-per-file  the make test run with each file's CPU-seconds recorded and summed"
 	@echo "make bench     benchmarks: ours vs PEFT/bitsandbytes, LoRA vs full, notebook times"
 	@echo "make bench-real-scale  a shape-true Llama-3.2-1B measured on the CPU (tens of minutes)"
 	@echo "make bench-gpu the lesson's QLoRA at 8B on a GPU (skips without CUDA)"
@@ -104,6 +105,15 @@ notebooks: setup
 # closing line; `chromium` first, so the browser tests run instead of skipping.
 test: lint chromium bubblewrap
 	$(BIN)/python -m pytest $(PARALLEL) -rs tests --nbval-lax --nbval-current-env notebooks
+
+# Where make test's CPU goes: the same run with benchmarks/cpu_per_file.py recording each test's
+# CPU-seconds (its worker's and its reaped children's), then one line per file, most CPU first.
+cpu-per-file: export OMP_NUM_THREADS := 1
+cpu-per-file: setup chromium bubblewrap
+	rm -rf build/cpu
+	LORA_COURSE_CPU_DIR=build/cpu PYTHONPATH=benchmarks $(BIN)/python -m pytest -p cpu_per_file \
+	  $(PARALLEL) tests --nbval-lax --nbval-current-env notebooks
+	$(BIN)/python benchmarks/cpu_per_file.py build/cpu
 
 # Exercise decks show the task as learners get it; SOLUTIONS=1 builds the instructor's decks
 # (NN_exercise_N.solutions.slides.html) with the reference solutions.
