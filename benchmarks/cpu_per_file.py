@@ -8,12 +8,17 @@ suite with this plugin, then summarise (``make cpu-per-file`` does both)::
     PYTHONPATH=benchmarks python -m pytest -p cpu_per_file ... tests --nbval-lax notebooks
     python benchmarks/cpu_per_file.py build/cpu
 
-Each test's CPU is ``getrusage`` of the process that runs it (an xdist worker) plus that of its
-children reaped meanwhile: a notebook's kernel, its forked training runs and its measurement
-subprocesses count once the kernel ends, so per file, not per cell. The grading sandbox's kernels
-(bubblewrap) mostly escape ``getrusage``: measure those files alone with the machine's busy time
-(``/proc/stat``). Records go to ``$LORA_COURSE_CPU_DIR`` (default ``build/cpu``), one JSON line
-per test in one file per worker.
+Each test's CPU is what the process that runs it (an xdist worker) and every process under it
+used meanwhile: ``getrusage`` of the worker and of its reaped children, plus each live
+descendant's own and reaped children's CPU (``psutil``, which accelerate already requires). A
+process counts once whether it is still running or already reaped, so a notebook's kernel,
+which lives from its first cell to after its last, is charged to the cells that ran while it
+worked, not to whichever later test happens to reap it. A process that starts and ends within
+one test counts through ``getrusage`` once reaped, and the grading sandbox's kernels never reach
+it (measured: ``tests/test_grading.py`` alone, 2.4 CPU-s counted here while the machine was busy
+for 27): measure such files alone with the machine's busy time (``/proc/stat``). Records go
+to ``$LORA_COURSE_CPU_DIR`` (default ``build/cpu``), one JSON line per test in one file per
+worker.
 """
 
 from __future__ import annotations
@@ -32,10 +37,24 @@ _OUT: dict = {}
 
 
 def cpu_seconds() -> tuple[float, float]:
-    """(this process's user + system CPU-s, its reaped children's)."""
+    """(this process's user + system CPU-s, all its descendants', reaped or running)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
+    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime + _running_descendants()
+
+
+def _running_descendants() -> float:
+    """CPU-s of the live processes under this one, each with the children it has reaped."""
+    import psutil
+
+    total = 0.0
+    for process in psutil.Process().children(recursive=True):
+        try:
+            t = process.cpu_times()
+        except psutil.Error:  # gone since it was listed: its parent's rusage has it
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
 
 
 def _record_file():

@@ -60,3 +60,25 @@ def test_a_test_s_own_and_children_s_cpu_land_in_its_file(tmp_path, monkeypatch)
 def test_the_summary_says_what_to_do_when_there_are_no_records(tmp_path, capsys):
     assert cpu_per_file.main([str(tmp_path)]) == 1
     assert "run pytest with -p cpu_per_file first" in capsys.readouterr().err
+
+
+def test_a_running_child_counts_while_it_runs_and_once_when_reaped(tmp_path, monkeypatch):
+    """A kernel lives across many tests: its CPU goes to the tests during which it worked."""
+    monkeypatch.setenv("LORA_COURSE_CPU_DIR", str(tmp_path))
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw8")
+    monkeypatch.setattr(cpu_per_file, "_OUT", {})
+    code = (
+        "import sys, time\nend = time.process_time() + 0.4\n"
+        "while time.process_time() < end: pass\nsys.stdout.write('done\\n'); sys.stdout.flush()\n"
+        "sys.stdin.read()"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    _run_hook("tests/test_a.py::while_it_works", child.stdout.readline)  # returns at 'done'
+    _run_hook("tests/test_b.py::when_it_is_reaped", lambda: child.communicate(""))
+    cpu_per_file._OUT["file"].close()
+
+    worked, reaped = (json.loads(x) for x in (tmp_path / "gw8.jsonl").read_text().splitlines())
+    assert worked["children"] >= 0.4  # charged while it ran, not yet reaped
+    assert reaped["children"] < 0.2  # its reaping adds nothing counted twice
