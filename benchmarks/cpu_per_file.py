@@ -9,11 +9,11 @@ suite with this plugin, then summarise (``make cpu-per-file`` does both)::
     python benchmarks/cpu_per_file.py build/cpu
 
 Each test's CPU is what the process that runs it (an xdist worker) and every process under it
-used meanwhile: ``getrusage`` of the worker and of its reaped children, plus each live
-descendant's own and reaped children's CPU (``psutil``, which accelerate already requires). A
-process counts once whether it is still running or already reaped, so a notebook's kernel,
-which lives from its first cell to after its last, is charged to the cells that ran while it
-worked, not to whichever later test happens to reap it. A process that starts and ends within
+used meanwhile: ``getrusage`` of the worker and of its reaped children, plus each live child's
+own and reaped children's CPU (``psutil``, which accelerate already requires). A child counts
+once whether it is still running or already reaped, so a notebook's kernel, which lives from
+its first cell to after its last, is charged to the cells that ran while it worked, not to
+whichever later test happens to reap it. A process that starts and ends within
 one test counts through ``getrusage`` once reaped, and the grading sandbox's kernels never reach
 it (measured: ``tests/test_grading.py`` alone, 2.4 CPU-s counted here while the machine was busy
 for 27): measure such files alone with the machine's busy time (``/proc/stat``). Records go
@@ -37,18 +37,24 @@ _OUT: dict = {}
 
 
 def cpu_seconds() -> tuple[float, float]:
-    """(this process's user + system CPU-s, all its descendants', reaped or running)."""
+    """(this process's user + system CPU-s, its children's: reaped, or running with what they
+    have reaped)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime + _running_descendants()
 
 
 def _running_descendants() -> float:
-    """CPU-s of the live processes under this one, each with the children it has reaped."""
+    """CPU-s of this process's live children, each with what it has reaped.
+
+    Children only, not every descendant: a child is reaped by this process, so what it has used
+    moves into ``RUSAGE_CHILDREN`` whole when it ends. A grandchild can leave the tree (re-parented
+    when its parent dies first, or inside a sandbox's PID namespace): counted live, its CPU would
+    vanish when it ends and make a later test's figure negative (measured: -16.6 CPU-s)."""
     import psutil
 
     total = 0.0
-    for process in psutil.Process().children(recursive=True):
+    for process in psutil.Process().children(recursive=False):
         try:
             t = process.cpu_times()
         except psutil.Error:  # gone since it was listed: its parent's rusage has it
