@@ -26,6 +26,7 @@ import torch
 
 __all__ = [
     "available_bytes",
+    "measure_in_fresh_processes",
     "measuring_env",
     "process_status_bytes",
     "check_memory",
@@ -170,3 +171,31 @@ def measuring_env() -> dict:
 
     root = Path(__file__).resolve().parents[2]
     return dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", PYTHONPATH=str(root))
+
+
+def measure_in_fresh_processes(module: str, specs: dict) -> dict:
+    """``{label: result}``: ``python -m module <spec as JSON>`` for each ``{label: spec}``, each
+    in its own fresh process in ``measuring_env()``, all side by side; a result is the JSON
+    object the process prints last. Each process reads only its own memory counters, so running
+    them together changes no byte figure. A failed process raises ``RuntimeError`` naming its
+    label, with the end of its stderr."""
+    import json
+    import subprocess
+    import sys
+
+    env = measuring_env()
+    running = {
+        label: subprocess.Popen(
+            [sys.executable, "-m", module, json.dumps(spec)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for label, spec in specs.items()
+    }
+    done = {label: process.communicate() for label, process in running.items()}
+    for label, process in running.items():
+        if process.returncode != 0:
+            raise RuntimeError(f"the process measuring {label} failed:\n{done[label][1][-2000:]}")
+    return {label: json.loads(out.strip().splitlines()[-1]) for label, (out, _) in done.items()}

@@ -10,14 +10,13 @@ QLoRA below the estimate. ``python -m lora_course.machinery.loss_peaks SPEC`` is
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from lora_course.machinery.hardware import measuring_env, process_status_bytes
+from lora_course.machinery.hardware import measure_in_fresh_processes, process_status_bytes
 
 __all__ = ["chunked_cross_entropy", "measure_loss_peaks"]
 
@@ -90,28 +89,14 @@ def measure_loss_peaks(tokens: int = 4096, chunk_sizes=(None, 512, 128)) -> pd.D
     on the tiny model's hidden states for ``tokens`` tokens, whole (None) and in chunks, each
     in its own fresh process (``_loss_child``). Columns: ``chunk_size``, ``peak_bytes``,
     ``loss``, ``logits_bytes`` (one fp32 copy of all the logits)."""
-    env = measuring_env()
-    running = {
-        chunk: subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lora_course.machinery.loss_peaks",
-                json.dumps({"tokens": tokens, "chunk_size": chunk}),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for chunk in chunk_sizes
-    }
+    labels = {chunk: f"chunk_size={chunk}" for chunk in chunk_sizes}
+    measured = measure_in_fresh_processes(
+        "lora_course.machinery.loss_peaks",
+        {labels[chunk]: {"tokens": tokens, "chunk_size": chunk} for chunk in chunk_sizes},
+    )
     rows = []
-    for chunk, process in running.items():
-        out, err = process.communicate()
-        if process.returncode != 0:
-            raise RuntimeError(f"the process measuring chunk_size={chunk} failed:\n{err[-2000:]}")
-        got = json.loads(out.strip().splitlines()[-1])
+    for chunk in chunk_sizes:
+        got = measured[labels[chunk]]
         rows.append(
             {
                 "chunk_size": "whole" if chunk is None else chunk,

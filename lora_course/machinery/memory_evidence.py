@@ -24,14 +24,13 @@ loss alone, whole or chunked, measured the same way) and ``lora_course.machinery
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from lora_course.machinery.hardware import measuring_env, process_status_bytes
+from lora_course.machinery.hardware import measure_in_fresh_processes, process_status_bytes
 
 # Notebook 09 reads these as ``evidence.<name>`` too; each lives in its own module.
 from lora_course.machinery.loss_peaks import chunked_cross_entropy, measure_loss_peaks
@@ -317,22 +316,10 @@ def measure_steps(specs: dict[str, dict]) -> dict[str, dict]:
     """
     for name, spec in specs.items():
         _check_spec(spec, f"specs[{name!r}]")
-    env = measuring_env()
-    running = {
-        name: subprocess.Popen(
-            [sys.executable, "-m", "lora_course.machinery.memory_evidence", json.dumps(spec)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for name, spec in specs.items()
-    }
-    done = {name: process.communicate() for name, process in running.items()}
-    for name, process in running.items():
-        if process.returncode != 0:
-            raise RuntimeError(f"the process measuring {name!r} failed:\n{done[name][1][-2000:]}")
-    return {name: json.loads(out.strip().splitlines()[-1]) for name, (out, _) in done.items()}
+    measured = measure_in_fresh_processes(
+        "lora_course.machinery.memory_evidence", {repr(name): spec for name, spec in specs.items()}
+    )
+    return {name: measured[repr(name)] for name in specs}
 
 
 def step_comparison(spec: dict, measured: dict) -> pd.DataFrame:
