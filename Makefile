@@ -103,16 +103,17 @@ notebooks: setup
 
 # One pytest run for unit tests, browser tests (tests/browser) and notebooks, so CI reads one
 # closing line; `chromium` first, so the browser tests run instead of skipping.
+SUITE := tests --nbval-lax --nbval-current-env notebooks
 test: lint chromium bubblewrap
-	$(BIN)/python -m pytest $(PARALLEL) -rs tests --nbval-lax --nbval-current-env notebooks
+	$(BIN)/python -m pytest $(PARALLEL) -rs $(SUITE)
 
 # Where make test's CPU goes: the same run with benchmarks/cpu_per_file.py recording each test's
 # CPU-seconds (its worker's and its reaped children's), then one line per file, most CPU first.
 cpu-per-file: export OMP_NUM_THREADS := 1
 cpu-per-file: setup chromium bubblewrap
 	rm -rf build/cpu
-	LORA_COURSE_CPU_DIR=build/cpu PYTHONPATH=benchmarks $(BIN)/python -m pytest -p cpu_per_file \
-	  $(PARALLEL) tests --nbval-lax --nbval-current-env notebooks
+	LORA_COURSE_CPU_DIR=build/cpu PYTHONPATH=benchmarks \
+	  $(BIN)/python -m pytest -p cpu_per_file $(PARALLEL) $(SUITE)
 	$(BIN)/python benchmarks/cpu_per_file.py build/cpu
 
 # Exercise decks show the task as learners get it; SOLUTIONS=1 builds the instructor's decks
